@@ -1,0 +1,145 @@
+//! What a gradient rule sees: static shapes and types of forward values, known constants, a
+//! builder for the nodes it emits, and helpers shared by many rules (unbroadcast, scalars).
+
+use crate::builder::GraphBuilder;
+use crate::error::Result;
+use crate::proto::NodeProto;
+use crate::shapes::Inference;
+use crate::tensor::HostTensor;
+use crate::DataType;
+
+/// Context passed to every rule.
+pub struct VjpCtx<'a> {
+    /// Emits the gradient nodes (fresh names avoid every name of the model).
+    pub b: GraphBuilder,
+    inf: &'a Inference,
+    /// Forward outputs the rules asked for: (node index, output index, name).
+    pub(crate) extra_outputs: Vec<(usize, usize, String)>,
+    /// Index of the node being differentiated.
+    pub(crate) node_index: usize,
+}
+
+impl<'a> VjpCtx<'a> {
+    pub(crate) fn new(b: GraphBuilder, inf: &'a Inference) -> Self {
+        VjpCtx { b, inf, extra_outputs: vec![], node_index: 0 }
+    }
+
+    /// Default-domain opset of the model (and of the emitted nodes).
+    pub fn opset(&self) -> i64 {
+        self.b.opset()
+    }
+
+    /// Static shape of a forward value.
+    pub fn shape(&self, v: &str) -> Result<Vec<usize>> {
+        self.inf.shape(v)
+    }
+
+    /// Static shape as i64 (for Reshape targets).
+    pub fn shape_i64(&self, v: &str) -> Result<Vec<i64>> {
+        Ok(self.shape(v)?.iter().map(|&d| d as i64).collect())
+    }
+
+    /// Element type of a forward value.
+    pub fn dtype(&self, v: &str) -> Result<DataType> {
+        self.inf.dtype(v)
+    }
+
+    /// Value of a forward value known at transformation time.
+    pub fn const_value(&self, v: &str) -> Option<&HostTensor> {
+        self.inf.consts.get(v)
+    }
+
+    /// Integer value of a constant input (axes, pads, …), with an error naming the node if it
+    /// is not constant.
+    pub fn const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Vec<i64>> {
+        let name = node.input_req(input)?;
+        self.const_value(name)
+            .map(|t| t.to_i64s())
+            .ok_or_else(|| node.unsupported(format!("{what} (input {input}, \"{name}\") is not a constant")))
+    }
+
+    /// Optional constant integer input: `Ok(None)` if the input is omitted.
+    pub fn opt_const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Option<Vec<i64>>> {
+        match node.input_opt(input) {
+            None => Ok(None),
+            Some(_) => self.const_ints(node, input, what).map(Some),
+        }
+    }
+
+    /// A scalar constant of type `dtype`.
+    pub fn scalar(&mut self, v: f64, dtype: DataType) -> String {
+        self.b.scalar(dtype, v)
+    }
+
+    /// Request output `k` of the forward node being differentiated (e.g. MaxPool's Indices),
+    /// adding it to the node if it does not produce it yet. Returns its name.
+    pub fn forward_output(&mut self, node: &NodeProto, k: usize) -> String {
+        if let Some(name) = node.output.get(k).filter(|s| !s.is_empty()) {
+            return name.clone();
+        }
+        if let Some((_, _, name)) =
+            self.extra_outputs.iter().find(|(n, o, _)| *n == self.node_index && *o == k)
+        {
+            return name.clone();
+        }
+        let base = format!("{}_out{k}", node.output.first().map(String::as_str).unwrap_or("fwd"));
+        let name = self.b.fresh(&base);
+        self.extra_outputs.push((self.node_index, k, name.clone()));
+        name
+    }
+
+    /// Sum `g` (of shape `g_shape`) down to `target` (numpy broadcasting in reverse).
+    pub fn unbroadcast(&mut self, g: &str, g_shape: &[usize], target: &[usize]) -> String {
+        if g_shape == target {
+            return g.to_string();
+        }
+        let r = g_shape.len();
+        let t = target.len();
+        let lead = r.saturating_sub(t);
+        let mut axes: Vec<i64> = (0..lead as i64).collect();
+        for i in lead..r {
+            if target[i - lead] == 1 && g_shape[i] != 1 {
+                axes.push(i as i64);
+            }
+        }
+        let s = if axes.is_empty() { g.to_string() } else { self.b.reduce("ReduceSum", g, &axes, true) };
+        if r != t {
+            let shape: Vec<i64> = target.iter().map(|&d| d as i64).collect();
+            self.b.reshape(&s, &shape)
+        } else {
+            s
+        }
+    }
+
+    /// Unbroadcast `g` (same shape as forward value `out`) to the shape of forward value `inp`.
+    pub fn unbroadcast_to(&mut self, g: &str, out: &str, inp: &str) -> Result<String> {
+        let gs = self.shape(out)?;
+        let ts = self.shape(inp)?;
+        Ok(self.unbroadcast(g, &gs, &ts))
+    }
+
+    /// Sum several gradient contributions.
+    pub fn sum(&mut self, parts: &[String]) -> String {
+        match parts {
+            [one] => one.clone(),
+            [a, b] => self.b.add(a, b),
+            _ => {
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                self.b.op("Sum", &refs, vec![])
+            }
+        }
+    }
+
+    /// Zeros of the shape and type of forward value `like`.
+    pub fn zeros_like(&mut self, like: &str) -> Result<String> {
+        let shape = self.shape(like)?;
+        let dtype = self.dtype(like)?;
+        Ok(self.b.fill(&shape, dtype, 0.0))
+    }
+
+    /// `Where(cond, g, 0)`.
+    pub fn mask(&mut self, cond: &str, g: &str, dtype: DataType) -> String {
+        let zero = self.scalar(0.0, dtype);
+        self.b.where_(cond, g, &zero)
+    }
+}

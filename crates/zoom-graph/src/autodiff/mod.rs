@@ -1,0 +1,305 @@
+//! Reverse-mode automatic differentiation of ONNX graphs: [`build_vjp`] turns a forward model
+//! into a VJP model in standard ONNX operators.
+//!
+//! Contract (DESIGN.md, `zoom grad`):
+//! - inputs: every input of the model (same names), plus `<OUTPUT>_grad` for each
+//!   differentiated output (the cotangent, same shape as the output);
+//! - outputs: every output of the model, plus `<INPUT>_grad` for each `wrt` input, equal to
+//!   Σ over differentiated outputs of (∂OUTPUT/∂INPUT)ᵀ · OUTPUT_grad.
+//!
+//! Steps: fix dynamic input dimensions (so every shape is static) → fold constant (shape)
+//! subgraphs → infer shapes → activity analysis (only nodes on a path from `wrt` to `of`) →
+//! reverse sweep in reverse topological order, one rule per node, summing cotangents of values
+//! with several consumers → clean-up passes (fold, CSE, DCE) to a fixpoint.
+//!
+//! Weight (initializer) gradients are not produced; a rule asked for the gradient of an input it
+//! cannot differentiate (e.g. a Conv weight that depends on `wrt`) returns
+//! [`Error::UnsupportedVariant`].
+
+pub mod ctx;
+pub mod registry;
+pub mod rules;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::builder::GraphBuilder;
+use crate::error::{Error, Result, Warning};
+use crate::model::tensor_value_info;
+use crate::proto::ModelProto;
+use crate::shapes::{fix_input_shapes, infer};
+use crate::{passes, DataType, Dim};
+
+pub use ctx::VjpCtx;
+pub use registry::{registry, RuleFn};
+
+/// What to differentiate.
+#[derive(Debug, Clone, Default)]
+pub struct VjpSpec {
+    /// Graph inputs to differentiate with respect to (float tensors).
+    pub wrt: Vec<String>,
+    /// Graph outputs to differentiate; empty = every float output.
+    pub of: Vec<String>,
+    /// Fixed shapes for inputs with dynamic dimensions (`--shape NAME=d1xd2…`); other dynamic
+    /// dimensions become 1 with a warning.
+    pub shapes: HashMap<String, Vec<i64>>,
+}
+
+/// Lowest default-domain opset the rules emit correctly.
+pub const MIN_OPSET: i64 = 13;
+/// Highest opset tested.
+pub const MAX_TESTED_OPSET: i64 = 21;
+
+/// Constants up to this many elements are evaluated during shape inference.
+const CONST_LIMIT: usize = 1 << 20;
+
+/// Build the VJP model of `model` (see the module docs). Returns the model and warnings
+/// (dynamic dimensions fixed to 1, outputs that do not depend on an input, …).
+pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<Warning>)> {
+    let mut model = model.clone();
+    let mut warnings = vec![];
+    let opset = model.default_opset()?;
+    if opset < MIN_OPSET {
+        return Err(Error::InvalidArgument(format!(
+            "the model uses ai.onnx opset {opset}; gradients need opset {MIN_OPSET} or newer \
+             (convert it, e.g. with onnx.version_converter)"
+        )));
+    }
+    if opset > MAX_TESTED_OPSET {
+        warnings.push(Warning::new(format!(
+            "the model uses ai.onnx opset {opset}; gradient rules are tested up to opset {MAX_TESTED_OPSET}"
+        )));
+    }
+    if spec.wrt.is_empty() {
+        return Err(Error::InvalidArgument("no input to differentiate with respect to (--wrt)".into()));
+    }
+    warnings.extend(fix_input_shapes(&mut model, &spec.shapes)?);
+    model.graph_mut()?.sort_topologically()?;
+    // Fold shape arithmetic (and other constants) in the forward graph first.
+    passes::fold::fold_constants(&mut model, passes::FoldLimits::default())?;
+
+    let graph = model.graph_ref()?;
+    let inf = infer(&model, CONST_LIMIT)?;
+
+    // --- validate wrt / of ---
+    let real_inputs: HashSet<&str> = graph.real_inputs().iter().map(|v| v.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    for w in &spec.wrt {
+        if !real_inputs.contains(w.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "--wrt \"{w}\" is not an input of the model (inputs: {})",
+                sorted(&real_inputs)
+            )));
+        }
+        if !seen.insert(w.as_str()) {
+            return Err(Error::InvalidArgument(format!("--wrt \"{w}\" given twice")));
+        }
+        let dt = inf.dtype(w)?;
+        if !dt.is_float() {
+            return Err(Error::InvalidArgument(format!("--wrt \"{w}\" is {dt}, not a float tensor")));
+        }
+    }
+    let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
+    let of: Vec<String> = if spec.of.is_empty() {
+        outputs
+            .iter()
+            .filter(|o| inf.dtype(o).map(|d| d.is_float()).unwrap_or(false))
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        for o in &spec.of {
+            if !outputs.contains(&o.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "--of \"{o}\" is not an output of the model (outputs: {})",
+                    outputs.join(", ")
+                )));
+            }
+            let dt = inf.dtype(o)?;
+            if !dt.is_float() {
+                return Err(Error::InvalidArgument(format!("--of \"{o}\" is {dt}, not a float tensor")));
+            }
+        }
+        spec.of.clone()
+    };
+    if of.is_empty() {
+        return Err(Error::InvalidArgument("the model has no float output to differentiate".into()));
+    }
+    let of: Vec<String> = {
+        let mut s = HashSet::new();
+        of.into_iter().filter(|o| s.insert(o.clone())).collect()
+    };
+
+    // --- contract names ---
+    let taken = graph.all_names();
+    let grad_in: Vec<String> = of.iter().map(|o| format!("{o}_grad")).collect();
+    let grad_out: Vec<String> = spec.wrt.iter().map(|w| format!("{w}_grad")).collect();
+    for n in grad_in.iter().chain(&grad_out) {
+        if taken.contains(n) {
+            return Err(Error::InvalidArgument(format!(
+                "the model already uses the name \"{n}\", which the gradient model needs for its I/O"
+            )));
+        }
+    }
+    if let Some(dup) = grad_in.iter().find(|n| grad_out.contains(n)) {
+        return Err(Error::InvalidArgument(format!("\"{dup}\" would be both a gradient input and output")));
+    }
+
+    // --- activity analysis ---
+    let order = graph.topological_order()?;
+    let wrt_set: HashSet<&str> = spec.wrt.iter().map(String::as_str).collect();
+    let mut varied: HashSet<String> = spec.wrt.iter().cloned().collect();
+    for &i in &order {
+        let n = &graph.node[i];
+        if registry::is_non_differentiable(&n.op_type) && n.is_default_domain() {
+            continue;
+        }
+        if n.input.iter().any(|x| varied.contains(x)) {
+            for o in n.output.iter().filter(|o| !o.is_empty()) {
+                // Integer and boolean results carry no gradient; unknown types are kept
+                // (conservatively active) so a missing rule is reported, not skipped.
+                let float = inf.types.get(o).map(|t| t.dtype.is_float()).unwrap_or(true);
+                if float {
+                    varied.insert(o.clone());
+                }
+            }
+        }
+    }
+    let mut useful: HashSet<String> = of.iter().cloned().collect();
+    for &i in order.iter().rev() {
+        let n = &graph.node[i];
+        if n.output.iter().any(|o| useful.contains(o)) {
+            useful.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+    }
+    let active = |v: &str| varied.contains(v) && useful.contains(v);
+
+    // --- reverse sweep ---
+    let mut ctx = VjpCtx::new(GraphBuilder::extending(graph, opset), &inf);
+    for n in grad_in.iter().chain(&grad_out) {
+        ctx.b.reserve(n)?;
+    }
+    let mut contributions: HashMap<String, Vec<String>> = HashMap::new();
+    for (o, g) in of.iter().zip(&grad_in) {
+        if active(o) {
+            contributions.entry(o.clone()).or_default().push(g.clone());
+        } else {
+            warnings.push(Warning::new(format!(
+                "output \"{o}\" does not depend on {}; its cotangent input \"{g}\" is unused",
+                spec.wrt.join(", ")
+            )));
+        }
+    }
+    let reg = registry();
+    for &i in order.iter().rev() {
+        let node = &graph.node[i];
+        let dys: Vec<Option<String>> = node
+            .output
+            .iter()
+            .map(|o| {
+                if o.is_empty() || !active(o) {
+                    return None;
+                }
+                contributions.remove(o).map(|parts| ctx.sum(&parts))
+            })
+            .collect();
+        if dys.iter().all(Option::is_none) {
+            continue;
+        }
+        let need: Vec<bool> = node.input.iter().map(|x| !x.is_empty() && active(x)).collect();
+        if !need.iter().any(|&b| b) {
+            continue;
+        }
+        if !node.is_default_domain() {
+            return Err(Error::UnsupportedOp {
+                op_type: node.op_type.clone(),
+                domain: node.domain.clone(),
+                node: node.label(),
+            });
+        }
+        let rule = reg.get(&node.op_type).ok_or_else(|| Error::UnsupportedOp {
+            op_type: node.op_type.clone(),
+            domain: String::new(),
+            node: node.label(),
+        })?;
+        ctx.node_index = i;
+        let dxs = rule(&mut ctx, node, &dys, &need)?;
+        for (k, x) in node.input.iter().enumerate() {
+            if !need[k] {
+                continue;
+            }
+            match dxs.get(k).cloned().flatten() {
+                Some(g) => contributions.entry(x.clone()).or_default().push(g),
+                None => {
+                    return Err(node.error(format!(
+                        "internal error: the gradient rule produced no gradient for input {k} (\"{x}\")"
+                    )))
+                }
+            }
+        }
+    }
+
+    // --- outputs <wrt>_grad ---
+    let mut new_outputs = vec![];
+    for (w, name) in spec.wrt.iter().zip(&grad_out) {
+        let dtype = inf.dtype(w)?;
+        let shape = inf.shape(w)?;
+        let value = match contributions.remove(w.as_str()) {
+            Some(parts) => ctx.sum(&parts),
+            None => {
+                warnings.push(Warning::new(format!(
+                    "none of the differentiated outputs depends on input \"{w}\"; \"{name}\" is zero"
+                )));
+                ctx.b.fill(&shape, dtype, 0.0)
+            }
+        };
+        ctx.b.node(crate::proto::NodeProto {
+            name: format!("{name}_output"),
+            op_type: "Identity".into(),
+            input: vec![value],
+            output: vec![name.clone()],
+            ..Default::default()
+        });
+        let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        new_outputs.push(tensor_value_info(name, dtype, Some(&dims)));
+    }
+    let _ = wrt_set;
+    let mut new_inputs = vec![];
+    for (o, g) in of.iter().zip(&grad_in) {
+        let dtype = inf.dtype(o)?;
+        let dims: Vec<Dim> = inf.shape(o)?.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        new_inputs.push(tensor_value_info(g, dtype, Some(&dims)));
+    }
+
+    // --- assemble ---
+    let extra = std::mem::take(&mut ctx.extra_outputs);
+    let builder = ctx.b;
+    let graph = model.graph_mut()?;
+    for (ni, k, name) in extra {
+        let outs = &mut graph.node[ni].output;
+        if outs.len() <= k {
+            outs.resize(k + 1, String::new());
+        }
+        outs[k] = name;
+    }
+    builder.finish_into(graph);
+    graph.input.extend(new_inputs);
+    graph.output.extend(new_outputs);
+    graph.sort_topologically()?;
+    model.producer_name = "zoom-graph autodiff".into();
+    model.producer_version = env!("CARGO_PKG_VERSION").into();
+    passes::optimize(&mut model)?;
+    Ok((model, warnings))
+}
+
+fn sorted(set: &HashSet<&str>) -> String {
+    let mut v: Vec<&str> = set.iter().copied().collect();
+    v.sort();
+    v.join(", ")
+}
+
+/// Element types the rules can emit constants for.
+pub fn supports_dtype(d: DataType) -> bool {
+    d.is_float()
+}

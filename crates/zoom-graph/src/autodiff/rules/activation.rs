@@ -1,0 +1,285 @@
+//! Activation functions. With g the cotangent, x the input and y the output:
+//!
+//! | op | dx |
+//! |---|---|
+//! | Relu | g·[x>0] |
+//! | LeakyRelu(α) | g·(x>0 ? 1 : α) |
+//! | PRelu(slope) | g·(x<0 ? slope : 1); dslope = Σ g·x·[x<0] |
+//! | Sigmoid | g·y·(1−y) |
+//! | Tanh | g·(1−y²) |
+//! | Softplus | g·σ(x) |
+//! | Softsign | g/(1+\|x\|)² |
+//! | Elu(α) | g·(x>0 ? 1 : y+α) |
+//! | Selu(α,γ) | g·(x>0 ? γ : y+αγ) |
+//! | Celu(α) | g·(x>0 ? 1 : e^(x/α)) |
+//! | ThresholdedRelu(α) | g·[x>α] |
+//! | HardSigmoid(α,β) | g·α·[0<αx+β<1] |
+//! | HardSwish | g·(x<−3 ? 0 : x>3 ? 1 : x/3+½) |
+//! | Mish | g·(tanh(sp) + x·σ(x)·(1−tanh²(sp))), sp = softplus(x) |
+//! | Gelu (none) | g·(Φ(x) + x·φ(x)) |
+//! | Gelu (tanh) | g·(½(1+t) + ½x(1−t²)·√(2/π)(1+3·0.044715x²)), t = tanh(√(2/π)(x+0.044715x³)) |
+//! | Clip(min,max) | g·[min ≤ x ≤ max] |
+
+use super::{dy0, grads};
+use crate::autodiff::ctx::VjpCtx;
+use crate::autodiff::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+
+pub(crate) fn register(r: &mut Registry) {
+    for op in [
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Softplus",
+        "Softsign",
+        "Elu",
+        "Selu",
+        "Celu",
+        "ThresholdedRelu",
+        "HardSigmoid",
+        "HardSwish",
+        "Mish",
+        "Gelu",
+    ] {
+        r.add(op, activation);
+    }
+    r.add("PRelu", prelu);
+    r.add("Clip", clip);
+}
+
+fn activation(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (n.input[0].as_str(), n.output[0].as_str());
+    let dt = ctx.dtype(x)?;
+    let zero = ctx.scalar(0.0, dt);
+    let one = ctx.scalar(1.0, dt);
+    let d = match n.op_type.as_str() {
+        "Relu" => {
+            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            return grads(vec![ctx.b.where_(&pos, &g, &zero)]);
+        }
+        "LeakyRelu" => {
+            let alpha = n.attr_or::<f32>("alpha", 0.01)? as f64;
+            let a = ctx.scalar(alpha, dt);
+            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            ctx.b.where_(&pos, &one, &a)
+        }
+        "Sigmoid" => {
+            let om = ctx.b.sub(&one, y);
+            ctx.b.mul(y, &om)
+        }
+        "Tanh" => {
+            let y2 = ctx.b.mul(y, y);
+            ctx.b.sub(&one, &y2)
+        }
+        "Softplus" => ctx.b.op("Sigmoid", &[x], vec![]),
+        "Softsign" => {
+            let a = ctx.b.op("Abs", &[x], vec![]);
+            let d = ctx.b.add(&a, &one);
+            let d2 = ctx.b.mul(&d, &d);
+            return grads(vec![ctx.b.div(&g, &d2)]);
+        }
+        "Elu" | "Selu" => {
+            let (alpha, gamma) = if n.op_type == "Elu" {
+                (n.attr_or::<f32>("alpha", 1.0)? as f64, 1.0)
+            } else {
+                (
+                    n.attr_or::<f32>("alpha", 1.673_263_192_176_818_8)? as f64,
+                    n.attr_or::<f32>("gamma", 1.050_701_022_148_132_3)? as f64,
+                )
+            };
+            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            let ag = ctx.scalar(alpha * gamma, dt);
+            let neg = ctx.b.add(y, &ag);
+            let gm = ctx.scalar(gamma, dt);
+            ctx.b.where_(&pos, &gm, &neg)
+        }
+        "Celu" => {
+            let alpha = n.attr_or::<f32>("alpha", 1.0)? as f64;
+            let ia = ctx.scalar(1.0 / alpha, dt);
+            let xs = ctx.b.mul(x, &ia);
+            let e = ctx.b.op("Exp", &[&xs], vec![]);
+            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            ctx.b.where_(&pos, &one, &e)
+        }
+        "ThresholdedRelu" => {
+            let alpha = n.attr_or::<f32>("alpha", 1.0)? as f64;
+            let a = ctx.scalar(alpha, dt);
+            let pos = ctx.b.op("Greater", &[x, &a], vec![]);
+            return grads(vec![ctx.b.where_(&pos, &g, &zero)]);
+        }
+        "HardSigmoid" => {
+            let alpha = n.attr_or::<f32>("alpha", 0.2)? as f64;
+            let beta = n.attr_or::<f32>("beta", 0.5)? as f64;
+            let a = ctx.scalar(alpha, dt);
+            let bb = ctx.scalar(beta, dt);
+            let t = ctx.b.mul(x, &a);
+            let t = ctx.b.add(&t, &bb);
+            let lo = ctx.b.op("Greater", &[&t, &zero], vec![]);
+            let hi = ctx.b.op("Less", &[&t, &one], vec![]);
+            let inside = ctx.b.op("And", &[&lo, &hi], vec![]);
+            ctx.b.where_(&inside, &a, &zero)
+        }
+        "HardSwish" => {
+            // x/3 + 1/2 inside (−3, 3), 0 below, 1 above.
+            let third = ctx.scalar(1.0 / 3.0, dt);
+            let half = ctx.scalar(0.5, dt);
+            let t = ctx.b.mul(x, &third);
+            let mid = ctx.b.add(&t, &half);
+            let m3 = ctx.scalar(-3.0, dt);
+            let p3 = ctx.scalar(3.0, dt);
+            let below = ctx.b.op("Less", &[x, &m3], vec![]);
+            let above = ctx.b.op("Greater", &[x, &p3], vec![]);
+            let d = ctx.b.where_(&above, &one, &mid);
+            ctx.b.where_(&below, &zero, &d)
+        }
+        "Mish" => {
+            let sp = ctx.b.op("Softplus", &[x], vec![]);
+            let t = ctx.b.op("Tanh", &[&sp], vec![]);
+            let s = ctx.b.op("Sigmoid", &[x], vec![]);
+            let t2 = ctx.b.mul(&t, &t);
+            let omt2 = ctx.b.sub(&one, &t2);
+            let xs = ctx.b.mul(x, &s);
+            let r = ctx.b.mul(&xs, &omt2);
+            ctx.b.add(&t, &r)
+        }
+        "Gelu" => {
+            let approx = n.attr_or::<String>("approximate", "none".into())?;
+            if approx == "tanh" {
+                let c = ctx.scalar((2.0 / std::f64::consts::PI).sqrt(), dt);
+                let k = ctx.scalar(0.044715, dt);
+                let k3 = ctx.scalar(3.0 * 0.044715, dt);
+                let half = ctx.scalar(0.5, dt);
+                let x2 = ctx.b.mul(x, x);
+                let x3 = ctx.b.mul(&x2, x);
+                let kx3 = ctx.b.mul(&x3, &k);
+                let inner = ctx.b.add(x, &kx3);
+                let inner = ctx.b.mul(&inner, &c);
+                let t = ctx.b.op("Tanh", &[&inner], vec![]);
+                let opt = ctx.b.add(&one, &t);
+                let a = ctx.b.mul(&opt, &half);
+                let t2 = ctx.b.mul(&t, &t);
+                let omt2 = ctx.b.sub(&one, &t2);
+                let k3x2 = ctx.b.mul(&x2, &k3);
+                let dinner = ctx.b.add(&one, &k3x2);
+                let dinner = ctx.b.mul(&dinner, &c);
+                let b1 = ctx.b.mul(x, &half);
+                let b2 = ctx.b.mul(&b1, &omt2);
+                let b3 = ctx.b.mul(&b2, &dinner);
+                ctx.b.add(&a, &b3)
+            } else if approx == "none" {
+                // Φ(x) + x·φ(x)
+                let is2 = ctx.scalar(std::f64::consts::FRAC_1_SQRT_2, dt);
+                let half = ctx.scalar(0.5, dt);
+                let xs = ctx.b.mul(x, &is2);
+                let e = ctx.b.op("Erf", &[&xs], vec![]);
+                let cdf = ctx.b.add(&e, &one);
+                let cdf = ctx.b.mul(&cdf, &half);
+                let x2 = ctx.b.mul(x, x);
+                let mhalf = ctx.scalar(-0.5, dt);
+                let ex = ctx.b.mul(&x2, &mhalf);
+                let ex = ctx.b.op("Exp", &[&ex], vec![]);
+                let inv = ctx.scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt(), dt);
+                let pdf = ctx.b.mul(&ex, &inv);
+                let xp = ctx.b.mul(x, &pdf);
+                ctx.b.add(&cdf, &xp)
+            } else {
+                return Err(n.attr_error("approximate", format!("unknown value {approx:?}")));
+            }
+        }
+        other => return Err(n.unsupported(format!("no activation rule for {other}"))),
+    };
+    grads(vec![ctx.b.mul(&g, &d)])
+}
+
+fn prelu(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, slope, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    let dt = ctx.dtype(x)?;
+    let zero = ctx.scalar(0.0, dt);
+    let neg = ctx.b.op("Less", &[x, &zero], vec![]);
+    let mut out = vec![None, None];
+    if need[0] {
+        let one = ctx.scalar(1.0, dt);
+        let d = ctx.b.where_(&neg, slope, &one);
+        let t = ctx.b.mul(&g, &d);
+        out[0] = Some(ctx.unbroadcast_to(&t, y, x)?);
+    }
+    if need[1] {
+        let gx = ctx.b.mul(&g, x);
+        let t = ctx.b.where_(&neg, &gx, &zero);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, slope)?);
+    }
+    Ok(out)
+}
+
+fn clip(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let x = &n.input[0];
+    if need.iter().skip(1).any(|&b| b) {
+        return Err(n.unsupported("gradient with respect to Clip's min/max inputs"));
+    }
+    let mut inside: Option<String> = None;
+    if let Some(lo) = n.input_opt(1) {
+        inside = Some(ctx.b.op("GreaterOrEqual", &[x, lo], vec![]));
+    }
+    if let Some(hi) = n.input_opt(2) {
+        let c = ctx.b.op("LessOrEqual", &[x, hi], vec![]);
+        inside = Some(match inside {
+            Some(i) => ctx.b.op("And", &[&i, &c], vec![]),
+            None => c,
+        });
+    }
+    let d = match inside {
+        Some(i) => {
+            let dt = ctx.dtype(x)?;
+            ctx.mask(&i, &g, dt)
+        }
+        None => g,
+    };
+    let mut out = vec![None; n.input.len()];
+    out[0] = Some(d);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attrs;
+    use crate::autodiff::testing::{run_cases, unary_case, Case, Inputs};
+
+    #[test]
+    fn activation_rules() {
+        let s = &[2, 5][..];
+        let away = Inputs::away_from_zero().range(0.1, 3.5);
+        let mut cases = vec![
+            unary_case("Relu", &[], s, away),
+            unary_case("LeakyRelu", &[], s, away),
+            unary_case("LeakyRelu", &[attrs::float("alpha", 0.2)], s, away).named("alpha 0.2"),
+            unary_case("Sigmoid", &[], s, Inputs::any()),
+            unary_case("Tanh", &[], s, Inputs::any()),
+            unary_case("Softplus", &[], s, Inputs::any()).float_only(),
+            unary_case("Softsign", &[], s, away).float_only(),
+            unary_case("Elu", &[attrs::float("alpha", 0.7)], s, away).float_only(),
+            unary_case("Selu", &[], s, away).float_only(),
+            unary_case("Celu", &[attrs::float("alpha", 1.5)], s, away).float_only(),
+            unary_case("ThresholdedRelu", &[attrs::float("alpha", 0.5)], s, Inputs::uniform(0.6, 2.0)).float_only(),
+            unary_case("HardSigmoid", &[], s, Inputs::uniform(-2.0, 2.0)).float_only(),
+            unary_case("HardSigmoid", &[attrs::float("alpha", 0.5), attrs::float("beta", 0.2)], s, Inputs::uniform(-1.0, 1.0))
+                .float_only()
+                .named("alpha beta"),
+            unary_case("HardSwish", &[], s, Inputs::away_from_zero().range(0.1, 2.9)).float_only().named("inside"),
+            unary_case("HardSwish", &[], s, Inputs::uniform(3.1, 5.0)).float_only().named("above"),
+            unary_case("Mish", &[], s, Inputs::any()).opset(18).float_only(),
+            unary_case("Gelu", &[], s, Inputs::any()).opset(20).float_only(),
+            unary_case("Gelu", &[attrs::string("approximate", "tanh")], s, Inputs::any()).opset(20).float_only().named("tanh"),
+        ];
+        cases.push(Case::op("PRelu").input("x", &[2, 3, 2]).weight("slope", &[3, 1]).values(away).float_only());
+        cases.push(Case::op("PRelu").input("x", &[2, 3, 2]).input("slope", &[3, 1]).values(away).float_only().named("slope input"));
+        cases.push(Case::op("Clip").input("x", &[2, 5]).floats("lo", &[], &[-0.5]).floats("hi", &[], &[0.7]).values(Inputs::any()).named("min max"));
+        cases.push(Case::op("Clip").input("x", &[2, 5]).absent().floats("hi", &[], &[0.7]).values(Inputs::any()).named("max only"));
+        cases.push(Case::op("Clip").input("x", &[2, 5]).floats("lo", &[], &[0.0]).values(Inputs::away_from_zero()).named("relu-like"));
+        run_cases(cases);
+    }
+}

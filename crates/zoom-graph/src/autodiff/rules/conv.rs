@@ -1,0 +1,205 @@
+//! Convolution data gradients (any number of spatial axes, groups/depthwise, strides,
+//! dilations, explicit or automatic padding).
+//!
+//! Conv y = conv(x, W): dx = ConvTranspose(g, W) with the same strides, dilations, group and
+//! (resolved) pads, and `output_padding` = the rows of x the last window never reached, so the
+//! result has x's size exactly.
+//! ConvTranspose y = convᵀ(x, W): dx = Conv(g, W) with the same strides, dilations, group and
+//! the (resolved) pads of the transposed convolution.
+//! Bias: db = Σ g over batch and spatial axes. Weight gradients are not implemented (an error).
+
+use super::dy0;
+use crate::attrs;
+use crate::autodiff::ctx::VjpCtx;
+use crate::autodiff::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+use crate::shapes::{conv_transpose_pads, ConvGeometry};
+
+pub(crate) fn register(r: &mut Registry) {
+    r.add("Conv", conv);
+    r.add("ConvTranspose", conv_transpose);
+}
+
+fn bias_grad(ctx: &mut VjpCtx, g: &str, rank: usize) -> String {
+    let axes: Vec<i64> = std::iter::once(0).chain(2..rank as i64).collect();
+    ctx.b.reduce("ReduceSum", g, &axes, false)
+}
+
+fn conv(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, w, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    if need[1] {
+        return Err(n.unsupported("gradient with respect to the Conv weight (it depends on the differentiated input)"));
+    }
+    let xs = ctx.shape(x)?;
+    let ws = ctx.shape(w)?;
+    let ys = ctx.shape(y)?;
+    let sp = xs.len() - 2;
+    let wk: Vec<i64> = ws[2..].iter().map(|&d| d as i64).collect();
+    let geo = ConvGeometry::read(n, sp, Some(wk))?;
+    let xsp: Vec<i64> = xs[2..].iter().map(|&d| d as i64).collect();
+    let pads = geo.resolved_pads(&xsp);
+    let group = n.attr_or::<i64>("group", 1)?;
+    let mut out = vec![None; n.input.len()];
+    if need[0] {
+        let mut out_pad = vec![];
+        for i in 0..sp {
+            let o = ys[2 + i] as i64;
+            let eff = (geo.kernel[i] - 1) * geo.dilations[i] + 1;
+            let reach = geo.strides[i] * (o - 1) + eff - pads[i].0 - pads[i].1;
+            out_pad.push(xsp[i] - reach);
+        }
+        let pads_v: Vec<i64> = pads.iter().map(|p| p.0).chain(pads.iter().map(|p| p.1)).collect();
+        let mut a = vec![
+            attrs::ints("strides", &geo.strides),
+            attrs::ints("dilations", &geo.dilations),
+            attrs::ints("pads", &pads_v),
+            attrs::int("group", group),
+            attrs::ints("kernel_shape", &geo.kernel),
+        ];
+        if out_pad.iter().any(|&p| p != 0) {
+            a.push(attrs::ints("output_padding", &out_pad));
+        }
+        out[0] = Some(ctx.b.op("ConvTranspose", &[&g, w], a));
+    }
+    if need.get(2).copied().unwrap_or(false) {
+        out[2] = Some(bias_grad(ctx, &g, xs.len()));
+    }
+    Ok(out)
+}
+
+fn conv_transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, w, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    if need[1] {
+        return Err(n.unsupported(
+            "gradient with respect to the ConvTranspose weight (it depends on the differentiated input)",
+        ));
+    }
+    let xs = ctx.shape(x)?;
+    let ws = ctx.shape(w)?;
+    let ys = ctx.shape(y)?;
+    let sp = xs.len() - 2;
+    let wk: Vec<i64> = ws[2..].iter().map(|&d| d as i64).collect();
+    let geo = ConvGeometry::read(n, sp, Some(wk))?;
+    let group = n.attr_or::<i64>("group", 1)?;
+    let op_pad = n.attr_or::<Vec<i64>>("output_padding", vec![0; sp])?;
+    let has_out_shape = n.get_attr::<Vec<i64>>("output_shape")?.is_some();
+    let mut out = vec![None; n.input.len()];
+    if need[0] {
+        let mut pads = vec![];
+        let mut crop = false;
+        for i in 0..sp {
+            let out_len = if has_out_shape { Some(ys[2 + i] as i64) } else { None };
+            let p = conv_transpose_pads(
+                &geo.auto_pad,
+                xs[2 + i] as i64,
+                geo.kernel[i],
+                geo.strides[i],
+                geo.dilations[i],
+                op_pad[i],
+                geo.pads[i],
+                out_len,
+            );
+            if p.0 < 0 || p.1 < 0 {
+                return Err(n.unsupported("negative padding"));
+            }
+            // dy padded by p is the full (uncropped) transposed output; the conv over it
+            // yields in + floor(output_padding / stride) positions.
+            if op_pad[i] >= geo.strides[i] {
+                crop = true;
+            }
+            pads.push(p);
+        }
+        let pads_v: Vec<i64> = pads.iter().map(|p| p.0).chain(pads.iter().map(|p| p.1)).collect();
+        let mut d = ctx.b.op(
+            "Conv",
+            &[&g, w],
+            vec![
+                attrs::ints("strides", &geo.strides),
+                attrs::ints("dilations", &geo.dilations),
+                attrs::ints("pads", &pads_v),
+                attrs::int("group", group),
+                attrs::ints("kernel_shape", &geo.kernel),
+            ],
+        );
+        if crop {
+            let axes: Vec<i64> = (2..xs.len() as i64).collect();
+            let ends: Vec<i64> = xs[2..].iter().map(|&v| v as i64).collect();
+            let starts = vec![0; sp];
+            let steps = vec![1; sp];
+            d = ctx.b.slice(&d, &starts, &ends, &axes, &steps);
+        }
+        out[0] = Some(d);
+    }
+    if need.get(2).copied().unwrap_or(false) {
+        out[2] = Some(bias_grad(ctx, &g, xs.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attrs;
+    use crate::autodiff::testing::{run_cases, Case};
+
+    fn conv(x: &[usize], w: &[usize]) -> Case {
+        Case::op("Conv").input("x", x).weight("w", w).float_only().linear()
+    }
+
+    fn convt(x: &[usize], w: &[usize]) -> Case {
+        Case::op("ConvTranspose").input("x", x).weight("w", w).float_only().linear()
+    }
+
+    #[test]
+    fn conv_rules() {
+        let cases = vec![
+            conv(&[1, 2, 5, 5], &[3, 2, 3, 3]).named("plain"),
+            conv(&[2, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("stride 2 pad 1"),
+            conv(&[1, 2, 8, 8], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 3])).attr(attrs::ints("pads", &[0, 1, 2, 0])).named("asymmetric pads, uneven strides"),
+            conv(&[1, 2, 9, 9], &[2, 2, 3, 3]).attr(attrs::ints("dilations", &[2, 2])).attr(attrs::ints("pads", &[2, 2, 2, 2])).named("dilation 2"),
+            conv(&[1, 4, 6, 6], &[4, 1, 3, 3]).attr(attrs::int("group", 4)).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("depthwise"),
+            conv(&[1, 4, 6, 6], &[6, 2, 3, 3]).attr(attrs::int("group", 2)).attr(attrs::ints("strides", &[2, 2])).named("groups 2"),
+            conv(&[1, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::string("auto_pad", "SAME_UPPER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_UPPER"),
+            conv(&[1, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::string("auto_pad", "SAME_LOWER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_LOWER"),
+            conv(&[1, 2, 7, 6], &[3, 2, 2, 2]).attr(attrs::string("auto_pad", "VALID")).attr(attrs::ints("strides", &[2, 2])).named("VALID"),
+            conv(&[2, 3, 10], &[4, 3, 3]).attr(attrs::ints("strides", &[3])).named("1-D"),
+            conv(&[1, 2, 4, 5, 4], &[2, 2, 2, 3, 2]).attr(attrs::ints("pads", &[1, 0, 1, 0, 1, 1])).named("3-D"),
+            Case::op("Conv").input("x", &[1, 2, 5, 5]).weight("w", &[3, 2, 3, 3]).input("b", &[3]).float_only().linear().named("bias input"),
+            Case::op("Conv").input("x", &[1, 2, 5, 5]).weight("w", &[3, 2, 1, 1]).weight("b", &[3]).float_only().linear().named("1x1 with bias"),
+            convt(&[1, 3, 4, 4], &[3, 2, 3, 3]).named("plain"),
+            convt(&[1, 3, 4, 5], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("stride 2 pad 1"),
+            convt(&[1, 3, 4, 5], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).attr(attrs::ints("output_padding", &[1, 1])).named("output_padding"),
+            convt(&[1, 2, 4, 4], &[2, 2, 4, 4]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("U-Net up 4x4/2"),
+            convt(&[1, 2, 3, 3], &[2, 2, 2, 2]).attr(attrs::ints("strides", &[2, 2])).named("2x2/2"),
+            convt(&[1, 4, 3, 3], &[4, 1, 3, 3]).attr(attrs::int("group", 4)).attr(attrs::ints("strides", &[2, 2])).named("depthwise"),
+            convt(&[1, 4, 3, 4], &[4, 3, 3, 3]).attr(attrs::int("group", 2)).attr(attrs::ints("dilations", &[2, 1])).named("groups 2 dilation"),
+            convt(&[1, 2, 3, 4], &[2, 3, 3, 3]).attr(attrs::string("auto_pad", "SAME_UPPER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_UPPER"),
+            convt(&[1, 2, 3, 4], &[2, 3, 3, 3]).attr(attrs::string("auto_pad", "SAME_LOWER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_LOWER"),
+            convt(&[1, 2, 3, 3], &[2, 3, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("output_shape", &[6, 6])).named("output_shape"),
+            convt(&[1, 2, 3, 3], &[2, 3, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("output_shape", &[6, 6])).attr(attrs::string("auto_pad", "SAME_UPPER")).named("output_shape SAME_UPPER"),
+            convt(&[2, 3, 5], &[3, 2, 4]).attr(attrs::ints("strides", &[3])).attr(attrs::ints("output_padding", &[2])).named("1-D output_padding"),
+            Case::op("ConvTranspose").input("x", &[1, 3, 4, 4]).weight("w", &[3, 2, 3, 3]).input("b", &[2]).float_only().linear().named("bias input"),
+        ];
+        run_cases(cases);
+    }
+
+    #[test]
+    fn weight_gradient_is_a_clear_error() {
+        use crate::autodiff::{build_vjp, VjpSpec};
+        use crate::{DataType, Dim, GraphBuilder};
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(4), Dim::Fixed(4)]);
+        let w = b.input("w", DataType::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(3)]);
+        let mut y = b.op("Conv", &[&x, &w], vec![]);
+        b.nodes.last_mut().unwrap().name = "conv_3".into();
+        y = b.op("Relu", &[&y], vec![]);
+        b.output(&y, "y");
+        let m = b.build().unwrap();
+        let e = build_vjp(&m, &VjpSpec { wrt: vec!["w".into()], ..Default::default() }).unwrap_err();
+        assert!(e.is_unsupported());
+        let msg = e.to_string();
+        assert!(msg.contains("in node \"conv_3\" (Conv)") && msg.contains("weight") && msg.contains("finite-difference"), "{msg}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Elementwise arithmetic and math functions. Binary operators broadcast (numpy rules), so each
+//! input's gradient is summed back to its own shape ("unbroadcast").
+//!
+//! Derivatives (g = output cotangent, y = output):
+//! Add: g, g · Sub: g, −g · Mul: g·b, g·a · Div: g/b, −g·y/b · Pow: g·b·a^(b−1), g·y·ln a ·
+//! Neg: −g · Abs: g·sign(x) · Sqrt: g/(2y) · Exp: g·y · Log: g/x · Reciprocal: −g·y² ·
+//! Erf: g·2/√π·e^(−x²) · Sin: g·cos x · Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
+//! Sinh: g·cosh x · Cosh: g·sinh x · Min/Max: g to the (first) selected input ·
+//! Sum: g to each · Mean: g/n to each · Where: g to the chosen branch.
+
+use super::{grads, need_any};
+use crate::autodiff::ctx::VjpCtx;
+use crate::autodiff::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+
+pub(crate) fn register(r: &mut Registry) {
+    r.add("Add", add_sub);
+    r.add("Sub", add_sub);
+    r.add("Mul", mul);
+    r.add("Div", div);
+    r.add("Pow", pow);
+    r.add("Neg", unary);
+    r.add("Abs", unary);
+    r.add("Sqrt", unary);
+    r.add("Exp", unary);
+    r.add("Log", unary);
+    r.add("Reciprocal", unary);
+    r.add("Erf", unary);
+    r.add("Sin", unary);
+    r.add("Cos", unary);
+    r.add("Tan", unary);
+    r.add("Atan", unary);
+    r.add("Sinh", unary);
+    r.add("Cosh", unary);
+    r.add("Min", min_max);
+    r.add("Max", min_max);
+    r.add("Sum", sum_mean);
+    r.add("Mean", sum_mean);
+    r.add("Where", where_);
+}
+
+fn add_sub(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let y = &n.output[0];
+    let mut out = vec![None, None];
+    if need[0] {
+        out[0] = Some(ctx.unbroadcast_to(&g, y, &n.input[0])?);
+    }
+    if need.get(1).copied().unwrap_or(false) {
+        let gb = if n.op_type == "Sub" { ctx.b.neg(&g) } else { g.clone() };
+        out[1] = Some(ctx.unbroadcast_to(&gb, y, &n.input[1])?);
+    }
+    Ok(out)
+}
+
+fn mul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    let mut out = vec![None, None];
+    if need[0] {
+        let t = ctx.b.mul(&g, b);
+        out[0] = Some(ctx.unbroadcast_to(&t, y, a)?);
+    }
+    if need[1] {
+        let t = ctx.b.mul(&g, a);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
+    }
+    Ok(out)
+}
+
+fn div(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    let mut out = vec![None, None];
+    let gb = ctx.b.div(&g, b);
+    if need[0] {
+        out[0] = Some(ctx.unbroadcast_to(&gb, y, a)?);
+    }
+    if need[1] {
+        // d(a/b)/db = −a/b² = −y/b
+        let t = ctx.b.mul(&gb, y);
+        let t = ctx.b.neg(&t);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
+    }
+    Ok(out)
+}
+
+fn pow(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    let dt = ctx.dtype(a)?;
+    let mut out = vec![None, None];
+    if need[0] {
+        // The exponent may have another type (Pow-13 allows int exponents).
+        let bf = if ctx.dtype(b)? == dt { b.clone() } else { ctx.b.cast(b, dt) };
+        let d = match ctx.const_value(b).filter(|t| t.len() == 1).map(|t| t.to_f64s()[0]) {
+            Some(e) if e == 1.0 => None,
+            Some(e) if e == 2.0 => {
+                let two = ctx.scalar(2.0, dt);
+                Some(ctx.b.mul(a, &two))
+            }
+            Some(e) => {
+                let em1 = ctx.scalar(e - 1.0, dt);
+                let p = ctx.b.op("Pow", &[a, &em1], vec![]);
+                let k = ctx.scalar(e, dt);
+                Some(ctx.b.mul(&p, &k))
+            }
+            None => {
+                let one = ctx.scalar(1.0, dt);
+                let em1 = ctx.b.sub(&bf, &one);
+                let p = ctx.b.op("Pow", &[a, &em1], vec![]);
+                Some(ctx.b.mul(&p, &bf))
+            }
+        };
+        let t = match d {
+            Some(d) => ctx.b.mul(&g, &d),
+            None => g.clone(),
+        };
+        out[0] = Some(ctx.unbroadcast_to(&t, y, a)?);
+    }
+    if need[1] {
+        let ln = ctx.b.op("Log", &[a], vec![]);
+        let t = ctx.b.mul(&g, y);
+        let t = ctx.b.mul(&t, &ln);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
+    }
+    Ok(out)
+}
+
+fn unary(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    if !need_any(need) {
+        return Ok(vec![None]);
+    }
+    let g = super::dy0(n, dy)?;
+    let (x, y) = (n.input[0].as_str(), n.output[0].as_str());
+    let dt = ctx.dtype(x)?;
+    let d = match n.op_type.as_str() {
+        "Neg" => return grads(vec![ctx.b.neg(&g)]),
+        "Abs" => {
+            let s = ctx.b.op("Sign", &[x], vec![]);
+            ctx.b.mul(&g, &s)
+        }
+        "Sqrt" => {
+            // g / (2y)
+            let two = ctx.scalar(2.0, dt);
+            let d = ctx.b.mul(y, &two);
+            ctx.b.div(&g, &d)
+        }
+        "Exp" => ctx.b.mul(&g, y),
+        "Log" => ctx.b.div(&g, x),
+        "Reciprocal" => {
+            let y2 = ctx.b.mul(y, y);
+            let t = ctx.b.mul(&g, &y2);
+            ctx.b.neg(&t)
+        }
+        "Erf" => {
+            let x2 = ctx.b.mul(x, x);
+            let nx2 = ctx.b.neg(&x2);
+            let e = ctx.b.op("Exp", &[&nx2], vec![]);
+            let k = ctx.scalar(std::f64::consts::FRAC_2_SQRT_PI, dt);
+            let d = ctx.b.mul(&e, &k);
+            ctx.b.mul(&g, &d)
+        }
+        "Sin" => {
+            let c = ctx.b.op("Cos", &[x], vec![]);
+            ctx.b.mul(&g, &c)
+        }
+        "Cos" => {
+            let s = ctx.b.op("Sin", &[x], vec![]);
+            let t = ctx.b.mul(&g, &s);
+            ctx.b.neg(&t)
+        }
+        "Tan" => {
+            let y2 = ctx.b.mul(y, y);
+            let one = ctx.scalar(1.0, dt);
+            let d = ctx.b.add(&y2, &one);
+            ctx.b.mul(&g, &d)
+        }
+        "Atan" => {
+            let x2 = ctx.b.mul(x, x);
+            let one = ctx.scalar(1.0, dt);
+            let d = ctx.b.add(&x2, &one);
+            ctx.b.div(&g, &d)
+        }
+        "Sinh" => {
+            let c = ctx.b.op("Cosh", &[x], vec![]);
+            ctx.b.mul(&g, &c)
+        }
+        "Cosh" => {
+            let s = ctx.b.op("Sinh", &[x], vec![]);
+            ctx.b.mul(&g, &s)
+        }
+        other => return Err(n.unsupported(format!("no unary rule for {other}"))),
+    };
+    grads(vec![d])
+}
+
+/// Min/Max: the cotangent goes to the input that was selected; on ties, to the first one (so
+/// the total is never double counted).
+fn min_max(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let y = &n.output[0];
+    let dt = ctx.dtype(y)?;
+    let mut out = vec![None; n.input.len()];
+    let mut claimed: Option<String> = None;
+    for (k, x) in n.input.iter().enumerate() {
+        let eq = ctx.b.op("Equal", &[x, y], vec![]);
+        let mine = match &claimed {
+            None => eq.clone(),
+            Some(c) => {
+                let nc = ctx.b.op("Not", &[c], vec![]);
+                ctx.b.op("And", &[&eq, &nc], vec![])
+            }
+        };
+        if need[k] {
+            let t = ctx.mask(&mine, &g, dt);
+            out[k] = Some(ctx.unbroadcast_to(&t, y, x)?);
+        }
+        if k + 1 < n.input.len() {
+            claimed = Some(match &claimed {
+                None => mine,
+                Some(c) => ctx.b.op("Or", &[c, &eq], vec![]),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn sum_mean(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let y = &n.output[0];
+    let g = if n.op_type == "Mean" {
+        let k = ctx.scalar(1.0 / n.input.len() as f64, ctx.dtype(y)?);
+        ctx.b.mul(&g, &k)
+    } else {
+        g
+    };
+    let mut out = vec![None; n.input.len()];
+    for (k, x) in n.input.iter().enumerate() {
+        if need[k] {
+            out[k] = Some(ctx.unbroadcast_to(&g, y, x)?);
+        }
+    }
+    Ok(out)
+}
+
+fn where_(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let (c, a, b, y) = (&n.input[0], &n.input[1], &n.input[2], &n.output[0]);
+    let dt = ctx.dtype(y)?;
+    let zero = ctx.scalar(0.0, dt);
+    let mut out = vec![None, None, None];
+    if need[1] {
+        let t = ctx.b.where_(c, &g, &zero);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, a)?);
+    }
+    if need[2] {
+        let t = ctx.b.where_(c, &zero, &g);
+        out[2] = Some(ctx.unbroadcast_to(&t, y, b)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::autodiff::testing::{binary_case, run_cases, unary_case, Case, Inputs};
+
+    #[test]
+    fn elementwise_rules() {
+        let mut cases: Vec<Case> = vec![];
+        for op in ["Add", "Sub", "Mul", "Div", "Max", "Min"] {
+            for (a, b) in [(&[2, 3][..], &[2, 3][..]), (&[2, 3], &[3]), (&[2, 1, 4], &[3, 1]), (&[1], &[2, 2])] {
+                cases.push(binary_case(op, a, b, Inputs::away_from_zero()));
+            }
+        }
+        cases.push(binary_case("Pow", &[2, 3], &[2, 3], Inputs::positive()));
+        cases.push(binary_case("Pow", &[2, 3], &[1], Inputs::positive()));
+        cases.push(Case::pow_const_exponent(2.0));
+        cases.push(Case::pow_const_exponent(0.5));
+        cases.push(Case::pow_const_exponent(-1.5));
+        for op in ["Neg", "Abs", "Exp", "Erf", "Sin", "Cos", "Atan", "Sinh", "Cosh", "Tan"] {
+            cases.push(unary_case(op, &[], &[2, 3], Inputs::away_from_zero().range(0.2, 1.2)));
+        }
+        for op in ["Sqrt", "Log", "Reciprocal"] {
+            cases.push(unary_case(op, &[], &[2, 3], Inputs::positive()));
+        }
+        cases.push(Case::variadic("Sum", &[&[2, 3], &[3], &[2, 1]]));
+        cases.push(Case::variadic("Mean", &[&[2, 3], &[3], &[2, 1]]));
+        cases.push(Case::variadic("Max", &[&[2, 3], &[3], &[2, 1]]));
+        cases.push(Case::variadic("Min", &[&[2, 3], &[2, 3]]));
+        cases.push(Case::where_case());
+        cases.push(Case::same_input_twice());
+        run_cases(cases);
+    }
+}

@@ -1,0 +1,90 @@
+//! Gradient rules, one file per operator family. Each file has a `register` function adding its
+//! operators to the [`Registry`] and, at its bottom, a table of test cases checked against
+//! finite differences (see `autodiff::testing`).
+//!
+//! Adding a rule: write the function (it emits standard ONNX ops through `ctx.b`), add one
+//! `r.add("Op", rule)` line to the family's `register`, add a case to the family's table.
+
+pub mod activation;
+pub mod conv;
+pub mod elementwise;
+pub mod index;
+pub mod layout;
+pub mod matmul;
+pub mod norm;
+pub mod passthrough;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+
+use super::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+
+/// Register every family.
+pub(crate) fn register_all(r: &mut Registry) {
+    activation::register(r);
+    conv::register(r);
+    elementwise::register(r);
+    index::register(r);
+    layout::register(r);
+    matmul::register(r);
+    norm::register(r);
+    passthrough::register(r);
+    pool::register(r);
+    reduce::register(r);
+    resize::register(r);
+    softmax::register(r);
+}
+
+/// The cotangent of output 0 (rules of single-output operators).
+pub(crate) fn dy0(n: &NodeProto, dy: &[Option<String>]) -> Result<String> {
+    dy.first()
+        .cloned()
+        .flatten()
+        .ok_or_else(|| n.error("internal error: no cotangent for output 0"))
+}
+
+/// Wrap per-input gradients.
+pub(crate) fn grads(v: Vec<String>) -> Result<Vec<Option<String>>> {
+    Ok(v.into_iter().map(Some).collect())
+}
+
+/// True if any input needs a gradient.
+pub(crate) fn need_any(need: &[bool]) -> bool {
+    need.iter().any(|&b| b)
+}
+
+/// Normalise a possibly negative axis.
+pub(crate) fn norm_axis(n: &NodeProto, axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a as usize >= rank.max(1) {
+        return Err(n.error(format!("axis {axis} is out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+/// The rule registry must have a test case for every operator it knows: this lists the
+/// operators covered by the family tables (kept in sync by `registry_is_covered`).
+#[cfg(test)]
+pub(crate) const TESTED_OPS: &[&str] = &[
+    "Abs", "Add", "Atan", "AveragePool", "BatchNormalization", "Cast", "CastLike", "Celu", "Clip", "Concat", "Conv",
+    "ConvTranspose", "Cos", "Cosh", "DepthToSpace", "Div", "Dropout", "Elu", "Erf", "Exp", "Expand", "Flatten",
+    "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish",
+    "Identity", "InstanceNormalization", "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max",
+    "MaxPool", "Mean", "Min", "Mish", "Mul", "Neg", "Pad", "Pow", "PRelu", "Reciprocal", "ReduceL1", "ReduceL2",
+    "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape",
+    "Resize", "Selu", "Sigmoid", "Sin", "Sinh", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split",
+    "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Unsqueeze", "Where",
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registry_is_covered() {
+        let reg = super::super::registry::registry();
+        let missing: Vec<&str> = reg.ops().into_iter().filter(|op| !super::TESTED_OPS.contains(op)).collect();
+        assert!(missing.is_empty(), "registered operators without a test case: {missing:?}");
+    }
+}

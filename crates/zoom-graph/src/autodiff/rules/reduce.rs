@@ -1,0 +1,115 @@
+//! Reductions. With gk = the cotangent reshaped to keepdims form (so it broadcasts against x)
+//! and yk = the output in keepdims form:
+//!
+//! ReduceSum: gk · ReduceMean: gk/N · ReduceSumSquare: 2·x·gk · ReduceL2: x·gk/yk ·
+//! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceMax/Min: gk shared equally by the
+//! elements equal to the extremum.
+//!
+//! `axes` is an attribute before opset 13 (ReduceSum) / 18 (the others) and an input after.
+
+use super::{dy0, norm_axis};
+use crate::autodiff::ctx::VjpCtx;
+use crate::autodiff::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+
+pub(crate) fn register(r: &mut Registry) {
+    for op in ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceMax", "ReduceMin"] {
+        r.add(op, reduce);
+    }
+}
+
+/// The reduced axes of a Reduce* node (empty result = "no-op").
+pub(crate) fn reduce_axes(ctx: &VjpCtx, n: &NodeProto, rank: usize) -> Result<Option<Vec<usize>>> {
+    let as_input = (n.op_type == "ReduceSum" && ctx.opset() >= 13) || ctx.opset() >= 18;
+    let axes = if as_input { ctx.opt_const_ints(n, 1, "axes")? } else { n.get_attr::<Vec<i64>>("axes")? };
+    let noop = n.attr_or::<i64>("noop_with_empty_axes", 0)? == 1;
+    Ok(match axes {
+        Some(a) if !a.is_empty() => Some(a.iter().map(|&v| norm_axis(n, v, rank)).collect::<Result<_>>()?),
+        _ if noop => None,
+        _ => Some((0..rank).collect()),
+    })
+}
+
+fn reduce(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (&n.input[0], &n.output[0]);
+    let xs = ctx.shape(x)?;
+    let dt = ctx.dtype(x)?;
+    let mut out = vec![None; n.input.len()];
+    let Some(axes) = reduce_axes(ctx, n, xs.len())? else {
+        out[0] = Some(g); // noop_with_empty_axes: identity
+        return Ok(out);
+    };
+    let keep = n.attr_or::<i64>("keepdims", 1)? == 1;
+    let kept: Vec<i64> = (0..xs.len()).map(|i| if axes.contains(&i) { 1 } else { xs[i] as i64 }).collect();
+    let (gk, yk) = if keep { (g, y.clone()) } else { (ctx.b.reshape(&g, &kept), ctx.b.reshape(y, &kept)) };
+    let xs64: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+    let expand = |ctx: &mut VjpCtx, v: &str| {
+        let s = ctx.b.const_i64s(&xs64);
+        ctx.b.op("Expand", &[v, &s], vec![])
+    };
+    let d = match n.op_type.as_str() {
+        "ReduceSum" => expand(ctx, &gk),
+        "ReduceMean" => {
+            let count: usize = axes.iter().map(|&a| xs[a]).product();
+            let k = ctx.scalar(1.0 / count as f64, dt);
+            let t = ctx.b.mul(&gk, &k);
+            expand(ctx, &t)
+        }
+        "ReduceSumSquare" => {
+            let two = ctx.scalar(2.0, dt);
+            let t = ctx.b.mul(&gk, &two);
+            ctx.b.mul(x, &t)
+        }
+        "ReduceL2" => {
+            let t = ctx.b.div(&gk, &yk);
+            ctx.b.mul(x, &t)
+        }
+        "ReduceL1" => {
+            let s = ctx.b.op("Sign", &[x], vec![]);
+            ctx.b.mul(&s, &gk)
+        }
+        "ReduceLogSumExp" => {
+            let t = ctx.b.sub(x, &yk);
+            let e = ctx.b.op("Exp", &[&t], vec![]);
+            ctx.b.mul(&e, &gk)
+        }
+        "ReduceMax" | "ReduceMin" => {
+            let eq = ctx.b.op("Equal", &[x, &yk], vec![]);
+            let m = ctx.b.cast(&eq, dt);
+            let axes64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+            let cnt = ctx.b.reduce("ReduceSum", &m, &axes64, true);
+            let share = ctx.b.div(&gk, &cnt);
+            ctx.b.mul(&m, &share)
+        }
+        other => return Err(n.unsupported(format!("no reduction rule for {other}"))),
+    };
+    out[0] = Some(d);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attrs;
+    use crate::autodiff::testing::{run_cases, Case, Inputs};
+
+    #[test]
+    fn reduce_rules() {
+        let mut cases = vec![];
+        for op in ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceMax", "ReduceMin"] {
+            let values = if op == "ReduceL1" { Inputs::away_from_zero() } else { Inputs::any() };
+            for opset in [13, 18] {
+                let axes_input = op == "ReduceSum" || opset >= 18;
+                for keep in [0, 1] {
+                    let mut c = Case::op(op).input("x", &[2, 3, 4]).values(values).opset(opset);
+                    c = if axes_input { c.ints("axes", &[1, -1]) } else { c.attr(attrs::ints("axes", &[1, -1])) };
+                    cases.push(c.attr(attrs::int("keepdims", keep)).named(&format!("opset {opset} keepdims {keep}")));
+                }
+            }
+            cases.push(Case::op(op).input("x", &[2, 3]).values(values).named("all axes"));
+        }
+        cases.push(Case::op("ReduceSum").input("x", &[2, 3]).attr(attrs::int("noop_with_empty_axes", 1)).named("noop"));
+        run_cases(cases);
+    }
+}

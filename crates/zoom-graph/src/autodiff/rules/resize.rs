@@ -1,0 +1,347 @@
+//! Resize (opset 13+; nearest, linear, cubic; every coordinate transformation except
+//! tf_crop_and_resize; `axes` and `keep_aspect_ratio_policy` of opset 18).
+//!
+//! Resize is separable: along each resized axis, output o = Σ_t w_t(o)·input[i_t(o)], with
+//! taps and weights that depend only on the sizes and attributes. The rule computes those taps
+//! at transformation time exactly as the specification defines them, transposes them (for each
+//! input position: the outputs that read it, and with which weight) and applies the transpose
+//! with Gather + Mul + ReduceSum along the axis. Cost is a few passes over the tensor per axis:
+//! no dense interpolation matrices, no scatter. Integer-factor nearest upsampling, whose
+//! transpose is a block sum, is a Reshape + ReduceSum.
+
+use super::dy0;
+use crate::autodiff::ctx::VjpCtx;
+use crate::autodiff::registry::Registry;
+use crate::error::Result;
+use crate::proto::NodeProto;
+use crate::tensor::HostTensor;
+use crate::DataType;
+
+pub(crate) fn register(r: &mut Registry) {
+    r.add("Resize", resize);
+}
+
+/// The interpolation attributes of one Resize node.
+#[derive(Debug, Clone)]
+pub struct Interp {
+    /// nearest / linear / cubic.
+    pub mode: String,
+    /// coordinate_transformation_mode.
+    pub coord: String,
+    /// nearest_mode.
+    pub nearest: String,
+    /// cubic_coeff_a.
+    pub cubic_a: f64,
+    /// exclude_outside.
+    pub exclude_outside: bool,
+}
+
+impl Interp {
+    fn original_coordinate(&self, x: f64, scale: f64, in_len: usize, out_len: usize) -> Option<f64> {
+        let (inl, outl) = (in_len as f64, out_len as f64);
+        Some(match self.coord.as_str() {
+            "half_pixel" => (x + 0.5) / scale - 0.5,
+            "half_pixel_symmetric" => {
+                let adj = outl / (scale * inl);
+                let centre = inl / 2.0;
+                centre * (1.0 - adj) + (x + 0.5) / scale - 0.5
+            }
+            "pytorch_half_pixel" => {
+                if out_len > 1 {
+                    (x + 0.5) / scale - 0.5
+                } else {
+                    0.0
+                }
+            }
+            "align_corners" => {
+                if out_len == 1 {
+                    0.0
+                } else {
+                    x * (inl - 1.0) / (outl - 1.0)
+                }
+            }
+            "asymmetric" => x / scale,
+            "tf_half_pixel_for_nn" => (x + 0.5) / scale,
+            _ => return None,
+        })
+    }
+
+    /// Taps (input index, weight) of each output position along one axis.
+    pub fn taps(&self, in_len: usize, out_len: usize, scale: f64) -> Option<Vec<Vec<(usize, f64)>>> {
+        let last = in_len as i64 - 1;
+        let clampi = |i: i64| i.clamp(0, last) as usize;
+        let mut all = Vec::with_capacity(out_len);
+        for o in 0..out_len {
+            // ONNX Runtime computes coordinates in float32; do the same so taps agree.
+            let x = self.original_coordinate(o as f64, scale as f32 as f64, in_len, out_len)? as f32 as f64;
+            let taps = match self.mode.as_str() {
+                "nearest" => {
+                    let f = x.floor();
+                    let frac = x - f;
+                    let i = match self.nearest.as_str() {
+                        "round_prefer_floor" => {
+                            if frac == 0.5 {
+                                f
+                            } else {
+                                x.round()
+                            }
+                        }
+                        "round_prefer_ceil" => {
+                            if frac == 0.5 {
+                                f + 1.0
+                            } else {
+                                x.round()
+                            }
+                        }
+                        "floor" => f,
+                        "ceil" => x.ceil(),
+                        _ => return None,
+                    };
+                    vec![(clampi(i as i64), 1.0)]
+                }
+                "linear" => {
+                    let xc = x.clamp(0.0, last as f64);
+                    let x0 = xc.floor();
+                    let w1 = xc - x0;
+                    let i0 = clampi(x0 as i64);
+                    let i1 = clampi(x0 as i64 + 1);
+                    vec![(i0, 1.0 - w1), (i1, w1)]
+                }
+                "cubic" => {
+                    let a = self.cubic_a;
+                    let x0 = x.floor();
+                    let r = x - x0;
+                    let c = [
+                        ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+                        ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+                        ((a + 2.0) * (1.0 - r) - (a + 3.0)) * (1.0 - r) * (1.0 - r) + 1.0,
+                        ((a * (2.0 - r) - 5.0 * a) * (2.0 - r) + 8.0 * a) * (2.0 - r) - 4.0 * a,
+                    ];
+                    let base = x0 as i64 - 1;
+                    let mut t: Vec<(i64, f64)> = (0..4).map(|k| (base + k, c[k as usize])).collect();
+                    if self.exclude_outside {
+                        t.retain(|&(i, _)| i >= 0 && i <= last);
+                        let s: f64 = t.iter().map(|p| p.1).sum();
+                        t.iter().map(|&(i, w)| (i as usize, w / s)).collect()
+                    } else {
+                        t.into_iter().map(|(i, w)| (clampi(i), w)).collect()
+                    }
+                }
+                _ => return None,
+            };
+            all.push(taps);
+        }
+        Some(all)
+    }
+}
+
+fn resize(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (&n.input[0], &n.output[0]);
+    let xs = ctx.shape(x)?;
+    let ys = ctx.shape(y)?;
+    let dt = ctx.dtype(x)?;
+    let r = xs.len();
+    let interp = Interp {
+        mode: n.attr_or::<String>("mode", "nearest".into())?,
+        coord: n.attr_or::<String>("coordinate_transformation_mode", "half_pixel".into())?,
+        nearest: n.attr_or::<String>("nearest_mode", "round_prefer_floor".into())?,
+        cubic_a: n.attr_or::<f32>("cubic_coeff_a", -0.75)? as f64,
+        exclude_outside: n.attr_or::<i64>("exclude_outside", 0)? == 1,
+    };
+    if interp.coord == "tf_crop_and_resize" {
+        return Err(n.unsupported("coordinate_transformation_mode tf_crop_and_resize"));
+    }
+    let axes: Vec<usize> = match n.get_attr::<Vec<i64>>("axes")? {
+        Some(a) => a.iter().map(|&v| super::norm_axis(n, v, r)).collect::<Result<_>>()?,
+        None => (0..r).collect(),
+    };
+    // Scale per axis: the given scales, else out/in (or the common scale of a kept aspect ratio).
+    let mut scale = vec![1.0f64; r];
+    let scales = n.input_opt(2).and_then(|s| ctx.const_value(s)).map(|t| t.to_f64s()).filter(|v| !v.is_empty());
+    let sizes_given = n.input_opt(3).and_then(|s| ctx.const_value(s)).is_some_and(|t| !t.is_empty());
+    if let Some(s) = scales.filter(|_| !sizes_given) {
+        for (k, &a) in axes.iter().enumerate() {
+            scale[a] = s[k];
+        }
+    } else {
+        let policy = n.attr_or::<String>("keep_aspect_ratio_policy", "stretch".into())?;
+        if policy == "stretch" {
+            for &a in &axes {
+                scale[a] = ys[a] as f64 / xs[a] as f64;
+            }
+        } else {
+            let sizes = ctx.const_ints(n, 3, "sizes")?;
+            let ratios = axes.iter().enumerate().map(|(k, &a)| sizes[k] as f64 / xs[a] as f64);
+            let common = if policy == "not_larger" { ratios.fold(f64::INFINITY, f64::min) } else { ratios.fold(0.0, f64::max) };
+            for &a in &axes {
+                scale[a] = common;
+            }
+        }
+    }
+    let antialias = n.attr_or::<i64>("antialias", 0)? == 1;
+    let mut todo: Vec<usize> = (0..r).filter(|&a| xs[a] != ys[a] || scale[a] != 1.0).collect();
+    if antialias && interp.mode != "nearest" && todo.iter().any(|&a| scale[a] < 1.0) {
+        return Err(n.unsupported("antialiased downsampling"));
+    }
+    // Shrink the biggest expansions first: later axes then work on smaller tensors.
+    todo.sort_by(|&a, &b| (ys[b] as f64 / xs[b] as f64).total_cmp(&(ys[a] as f64 / xs[a] as f64)));
+    let mut cur = g;
+    let mut shape: Vec<usize> = ys.clone();
+    for a in todo {
+        let taps = interp
+            .taps(xs[a], ys[a], scale[a])
+            .ok_or_else(|| n.unsupported(format!("Resize variant {interp:?}")))?;
+        cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &taps, dt);
+    }
+    let mut out = vec![None; n.input.len()];
+    out[0] = Some(cur);
+    Ok(out)
+}
+
+/// Apply the transpose of the per-axis interpolation `taps` (out → in) along `axis`.
+fn transpose_axis(
+    ctx: &mut VjpCtx,
+    g: &str,
+    shape: &mut [usize],
+    axis: usize,
+    in_len: usize,
+    taps: &[Vec<(usize, f64)>],
+    dt: DataType,
+) -> String {
+    let r = shape.len();
+    let out_len = taps.len();
+    // Integer-factor block copy (nearest upsampling): transpose = block sum.
+    if out_len % in_len == 0 {
+        let f = out_len / in_len;
+        if taps.iter().enumerate().all(|(o, t)| t.len() == 1 && t[0] == (o / f, 1.0)) {
+            let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            s[axis] = in_len as i64;
+            s.insert(axis + 1, f as i64);
+            let t = ctx.b.reshape(g, &s);
+            shape[axis] = in_len;
+            return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
+        }
+    }
+    // For each input position, the (output, weight) pairs that read it.
+    let mut readers: Vec<Vec<(usize, f64)>> = vec![vec![]; in_len];
+    for (o, t) in taps.iter().enumerate() {
+        for &(i, w) in t {
+            if w != 0.0 {
+                match readers[i].iter_mut().find(|p| p.0 == o) {
+                    Some(p) => p.1 += w,
+                    None => readers[i].push((o, w)),
+                }
+            }
+        }
+    }
+    let m = readers.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut idx = Vec::with_capacity(in_len * m);
+    let mut wts = Vec::with_capacity(in_len * m);
+    for rd in &readers {
+        for k in 0..m {
+            let (o, w) = rd.get(k).copied().unwrap_or((0, 0.0));
+            idx.push(o as i64);
+            wts.push(w);
+        }
+    }
+    let (ishape, wshape): (Vec<usize>, Vec<usize>) = if m == 1 {
+        (vec![in_len], std::iter::once(in_len).chain(std::iter::repeat_n(1, r - axis - 1)).collect())
+    } else {
+        (vec![in_len, m], [in_len, m].into_iter().chain(std::iter::repeat_n(1, r - axis - 1)).collect())
+    };
+    let j = ctx.b.constant("resize_src", &HostTensor::int(DataType::INT64, ishape, idx));
+    let w = ctx.b.constant_float("resize_w", dt, &wshape, &wts);
+    let gathered = ctx.b.op("Gather", &[g, &j], vec![crate::attrs::int("axis", axis as i64)]);
+    let weighted = ctx.b.mul(&gathered, &w);
+    shape[axis] = in_len;
+    if m == 1 {
+        weighted
+    } else {
+        ctx.b.reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::attrs;
+    use crate::autodiff::testing::{run_cases, Case};
+
+    fn resize_scales(x: &[usize], scales: &[f64]) -> Case {
+        Case::op("Resize").input("x", x).absent().floats("scales", &[scales.len()], scales).float_only().linear()
+    }
+
+    fn resize_sizes(x: &[usize], sizes: &[i64]) -> Case {
+        Case::op("Resize").input("x", x).absent().absent().ints("sizes", sizes).float_only().linear()
+    }
+
+    #[test]
+    fn resize_rules() {
+        let mut cases = vec![];
+        for coord in ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric"] {
+            let opset = if coord == "half_pixel_symmetric" { 19 } else { 13 };
+            for mode in ["nearest", "linear", "cubic"] {
+                cases.push(
+                    resize_scales(&[1, 2, 4, 5], &[1.0, 1.0, 2.0, 1.5])
+                        .attr(attrs::string("mode", mode))
+                        .attr(attrs::string("coordinate_transformation_mode", coord))
+                        .opset(opset)
+                        .named(&format!("{mode} {coord} up")),
+                );
+                cases.push(
+                    resize_sizes(&[1, 2, 7, 6], &[1, 2, 3, 4])
+                        .attr(attrs::string("mode", mode))
+                        .attr(attrs::string("coordinate_transformation_mode", coord))
+                        .opset(opset)
+                        .named(&format!("{mode} {coord} down (sizes)")),
+                );
+            }
+        }
+        for nearest in ["round_prefer_ceil", "floor", "ceil"] {
+            cases.push(
+                resize_scales(&[1, 1, 5, 4], &[1.0, 1.0, 1.7, 0.6])
+                    .attr(attrs::string("nearest_mode", nearest))
+                    .attr(attrs::string("coordinate_transformation_mode", "asymmetric"))
+                    .named(&format!("nearest {nearest}")),
+            );
+        }
+        cases.push(resize_scales(&[1, 3, 4, 4], &[1.0, 1.0, 2.0, 2.0]).named("nearest 2x (block sum)"));
+        cases.push(
+            resize_scales(&[1, 2, 5, 5], &[1.0, 1.0, 1.6, 0.7])
+                .attr(attrs::string("mode", "cubic"))
+                .attr(attrs::int("exclude_outside", 1))
+                .attr(attrs::float("cubic_coeff_a", -0.5))
+                .named("cubic exclude_outside a=-0.5"),
+        );
+        cases.push(
+            Case::op("Resize")
+                .input("x", &[1, 2, 4, 6])
+                .absent()
+                .floats("scales", &[2], &[1.5, 0.5])
+                .attr(attrs::ints("axes", &[2, 3]))
+                .attr(attrs::string("mode", "linear"))
+                .opset(18)
+                .float_only()
+                .linear()
+                .named("axes (18)"),
+        );
+        cases.push(
+            Case::op("Resize")
+                .input("x", &[1, 2, 4, 6])
+                .absent()
+                .absent()
+                .ints("sizes", &[8, 8])
+                .attr(attrs::ints("axes", &[2, 3]))
+                .attr(attrs::string("keep_aspect_ratio_policy", "not_larger"))
+                .attr(attrs::string("mode", "linear"))
+                .opset(18)
+                .float_only()
+                .linear()
+                .named("keep_aspect_ratio not_larger (18)"),
+        );
+        cases.push(
+            resize_sizes(&[1, 3, 32, 32], &[1, 3, 12, 20]).attr(attrs::string("mode", "linear")).named("linear big downsample"),
+        );
+        run_cases(cases);
+    }
+}

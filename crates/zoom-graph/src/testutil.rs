@@ -1,0 +1,130 @@
+//! Test helpers (compiled for tests only): running models on ONNX Runtime (CPU) and a seeded
+//! random generator. ONNX Runtime is a dev-dependency only; the library never links it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::{DynValue, Tensor};
+
+use crate::io::encode_model;
+use crate::proto::ModelProto;
+use crate::tensor::HostTensor;
+use crate::DataType;
+
+fn env() -> &'static ort::environment::Environment {
+    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        ort::init().build().expect(
+            "ONNX Runtime did not load: run scripts/fetch-onnxruntime.sh (ORT_DYLIB_PATH is set in .cargo/config.toml)",
+        )
+    })
+}
+
+/// A compiled model ready to run.
+pub struct Runner {
+    session: Session,
+}
+
+impl Runner {
+    /// Compile `model` on the CPU provider (one intra-op thread: tests run in parallel).
+    pub fn new(model: &ModelProto) -> Result<Self, String> {
+        Self::with_threads(model, 1)
+    }
+
+    /// Compile with `threads` intra-op threads (benchmarks).
+    pub fn with_threads(model: &ModelProto, threads: usize) -> Result<Self, String> {
+        let bytes = encode_model(model);
+        let session = Session::builder(env())
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+            .and_then(|mut b| b.commit_from_memory(&bytes))
+            .map_err(|e| format!("ONNX Runtime rejected the model: {e}"))?;
+        Ok(Runner { session })
+    }
+
+    /// Run with named inputs; returns every output by name.
+    pub fn run(&mut self, feeds: &[(&str, &HostTensor)]) -> Result<HashMap<String, HostTensor>, String> {
+        let mut inputs: Vec<(String, DynValue)> = vec![];
+        for (name, t) in feeds {
+            inputs.push((name.to_string(), to_ort(t)?));
+        }
+        let names: Vec<String> = self.session.outputs().iter().map(|o| o.name().to_string()).collect();
+        let outs = self.session.run(inputs).map_err(|e| format!("ONNX Runtime run failed: {e}"))?;
+        let mut res = HashMap::new();
+        for name in names {
+            let v = &outs[name.as_str()];
+            res.insert(name, from_ort(v)?);
+        }
+        Ok(res)
+    }
+}
+
+fn to_ort(t: &HostTensor) -> Result<DynValue, String> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let e = |e: ort::Error| e.to_string();
+    Ok(match t.dtype {
+        DataType::FLOAT => Tensor::from_array((shape, t.to_f64s().iter().map(|&x| x as f32).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
+        DataType::DOUBLE => Tensor::from_array((shape, t.to_f64s())).map_err(e)?.into_dyn(),
+        DataType::INT64 => Tensor::from_array((shape, t.to_i64s())).map_err(e)?.into_dyn(),
+        DataType::INT32 => Tensor::from_array((shape, t.to_i64s().iter().map(|&x| x as i32).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
+        DataType::BOOL => Tensor::from_array((shape, t.to_i64s().iter().map(|&x| x != 0).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
+        other => return Err(format!("test runner: unsupported input type {other}")),
+    })
+}
+
+fn from_ort(v: &DynValue) -> Result<HostTensor, String> {
+    if let Ok((s, d)) = v.try_extract_tensor::<f32>() {
+        return Ok(HostTensor::float(DataType::FLOAT, dims(s), d.iter().map(|&x| x as f64).collect()));
+    }
+    if let Ok((s, d)) = v.try_extract_tensor::<f64>() {
+        return Ok(HostTensor::float(DataType::DOUBLE, dims(s), d.to_vec()));
+    }
+    if let Ok((s, d)) = v.try_extract_tensor::<i64>() {
+        return Ok(HostTensor::int(DataType::INT64, dims(s), d.to_vec()));
+    }
+    if let Ok((s, d)) = v.try_extract_tensor::<bool>() {
+        return Ok(HostTensor::int(DataType::BOOL, dims(s), d.iter().map(|&x| x as i64).collect()));
+    }
+    Err("test runner: unsupported output type".into())
+}
+
+fn dims(s: &ort::value::Shape) -> Vec<usize> {
+    s.iter().map(|&d| d as usize).collect()
+}
+
+/// A small seeded generator (SplitMix64) so tests are reproducible without extra crates.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform(1e-12, 1.0);
+        let u2 = self.uniform(0.0, 1.0);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// `n` values uniform in [lo, hi).
+    pub fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}

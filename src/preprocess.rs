@@ -1,0 +1,335 @@
+//! A vision model's declared input preprocessing: size, resize mode, value range, mean/std,
+//! channel order, layout. The same declaration drives `zoom run` on image files (computed here in
+//! Rust) and the diagnosis engine (built as ONNX ops in front of the model, so it is
+//! differentiable and runs on the model's execution provider).
+
+use crate::error::{Error, Result};
+use ndarray::{s, Array3, Array4, ArrayD, Axis};
+use serde::{Deserialize, Serialize};
+
+/// How the image is resized to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// Bilinear, half-pixel centres, no antialiasing (torchvision's tensor default).
+    #[default]
+    Bilinear,
+    /// Nearest neighbour.
+    Nearest,
+}
+
+/// Channel order the model expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    /// Red, green, blue.
+    #[default]
+    Rgb,
+    /// Blue, green, red (OpenCV-trained models).
+    Bgr,
+    /// One luminance channel (ITU-R BT.601 weights).
+    Gray,
+}
+
+/// Memory layout of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[N, C, H, W]`
+    #[default]
+    Nchw,
+    /// `[N, H, W, C]`
+    Nhwc,
+}
+
+/// The preprocessing a model expects, from an RGB image with values in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// Model input size `[height, width]`.
+    pub size: [usize; 2],
+    /// Resize interpolation.
+    #[serde(default)]
+    pub resize: ResizeMode,
+    /// Channel order.
+    #[serde(default)]
+    pub channels: Channels,
+    /// Pixel value range before mean/std, e.g. `[0, 1]`, `[0, 255]` or `[-1, 1]`.
+    #[serde(default = "default_range")]
+    pub range: [f32; 2],
+    /// Per-channel mean subtracted after scaling to `range` (one value = all channels).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel std divided by after the mean (one value = all channels).
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// Memory layout.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Swap H and W after preprocessing (models trained on transposed images, e.g. MTCNN's ONet).
+    #[serde(default)]
+    pub transpose_hw: bool,
+}
+
+fn default_range() -> [f32; 2] {
+    [0.0, 1.0]
+}
+
+impl Preprocess {
+    /// Number of channels the model sees.
+    pub fn channel_count(&self) -> usize {
+        if self.channels == Channels::Gray {
+            1
+        } else {
+            3
+        }
+    }
+
+    /// Validates the declaration; `file`/`key` locate it for the error message.
+    pub fn validate(&self, file: &str, key: &str) -> Result<()> {
+        let err = |k: &str, m: String| Error::config(file, format!("{key}.{k}"), m);
+        if self.size[0] == 0 || self.size[1] == 0 || self.size[0] > 4096 || self.size[1] > 4096 {
+            return Err(err(
+                "size",
+                format!("{:?} must be between 1 and 4096 on each side", self.size),
+            ));
+        }
+        if !(self.range[1] > self.range[0]) || !self.range.iter().all(|v| v.is_finite()) {
+            return Err(err(
+                "range",
+                format!("{:?} must be [low, high] with low < high", self.range),
+            ));
+        }
+        let c = self.channel_count();
+        for (name, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if !(v.is_empty() || v.len() == 1 || v.len() == c) {
+                return Err(err(
+                    name,
+                    format!("has {} values; expected 1 or {c}", v.len()),
+                ));
+            }
+            if !v.iter().all(|x| x.is_finite()) {
+                return Err(err(name, "must be finite".into()));
+            }
+        }
+        if self.std.iter().any(|&s| s == 0.0) {
+            return Err(err("std", "must not contain 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Parses the inline CLI form `size=64x64,gray,range=0:255,mean=0.5,std=0.5,layout=nhwc,bgr,nearest,transpose_hw`.
+    pub fn parse_inline(s: &str) -> Result<Preprocess> {
+        let err = |m: String| Error::config("command line", "--prep", m);
+        let mut p = Preprocess {
+            size: [0, 0],
+            resize: ResizeMode::Bilinear,
+            channels: Channels::Rgb,
+            range: default_range(),
+            mean: vec![],
+            std: vec![],
+            layout: Layout::Nchw,
+            transpose_hw: false,
+        };
+        let floats = |v: &str, sep: char| -> Result<Vec<f32>> {
+            v.split(sep)
+                .map(|x| {
+                    x.trim()
+                        .parse::<f32>()
+                        .map_err(|_| err(format!("`{v}` is not a number list")))
+                })
+                .collect()
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            match k {
+                "size" => {
+                    let (h, w) = v
+                        .split_once('x')
+                        .ok_or_else(|| err(format!("size `{v}` must be HxW")))?;
+                    let parse = |x: &str| {
+                        x.parse::<usize>()
+                            .map_err(|_| err(format!("size `{v}` must be HxW")))
+                    };
+                    p.size = [parse(h)?, parse(w)?];
+                }
+                "rgb" => p.channels = Channels::Rgb,
+                "bgr" => p.channels = Channels::Bgr,
+                "gray" | "grey" | "grayscale" => p.channels = Channels::Gray,
+                "bilinear" => p.resize = ResizeMode::Bilinear,
+                "nearest" => p.resize = ResizeMode::Nearest,
+                "nchw" => p.layout = Layout::Nchw,
+                "nhwc" => p.layout = Layout::Nhwc,
+                "layout" => {
+                    p.layout = if v == "nhwc" {
+                        Layout::Nhwc
+                    } else {
+                        Layout::Nchw
+                    }
+                }
+                "transpose_hw" => p.transpose_hw = true,
+                "range" => {
+                    let r = floats(v, ':')?;
+                    p.range = r
+                        .try_into()
+                        .map_err(|_| err(format!("range `{v}` must be low:high")))?;
+                }
+                "mean" => p.mean = floats(v, ':')?,
+                "std" => p.std = floats(v, ':')?,
+                other => return Err(err(format!("unknown preprocessing option `{other}`"))),
+            }
+        }
+        if p.size == [0, 0] {
+            return Err(err("`size=HxW` is required".into()));
+        }
+        p.validate("command line", "--prep")?;
+        Ok(p)
+    }
+
+    fn per_channel(v: &[f32], c: usize, default: f32) -> Vec<f32> {
+        match v.len() {
+            0 => vec![default; c],
+            1 => vec![v[0]; c],
+            _ => v.to_vec(),
+        }
+    }
+
+    /// Applies the declaration to an RGB `[3, H, W]` image in [0, 1]; returns the model tensor
+    /// with a batch dimension of 1.
+    pub fn apply(&self, rgb: &Array3<f32>) -> ArrayD<f32> {
+        let [oh, ow] = self.size;
+        let resized = resize(rgb, oh, ow, self.resize);
+        let img: Array3<f32> = match self.channels {
+            Channels::Rgb => resized,
+            Channels::Bgr => resized.slice(s![..;-1, .., ..]).to_owned(),
+            Channels::Gray => {
+                let g = &resized.index_axis(Axis(0), 0) * 0.299
+                    + &resized.index_axis(Axis(0), 1) * 0.587
+                    + &resized.index_axis(Axis(0), 2) * 0.114;
+                g.insert_axis(Axis(0))
+            }
+        };
+        let c = img.shape()[0];
+        let mean = Self::per_channel(&self.mean, c, 0.0);
+        let std = Self::per_channel(&self.std, c, 1.0);
+        let [lo, hi] = self.range;
+        let mut img = img;
+        for (ci, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
+            plane.mapv_inplace(|v| ((lo + v * (hi - lo)) - mean[ci]) / std[ci]);
+        }
+        let mut x: Array4<f32> = img.insert_axis(Axis(0));
+        if self.transpose_hw {
+            x = x
+                .permuted_axes([0, 1, 3, 2])
+                .as_standard_layout()
+                .to_owned();
+        }
+        if self.layout == Layout::Nhwc {
+            x = x
+                .permuted_axes([0, 2, 3, 1])
+                .as_standard_layout()
+                .to_owned();
+        }
+        x.into_dyn()
+    }
+
+    /// The model input shape for a batch of `n`.
+    pub fn input_shape(&self, n: usize) -> Vec<usize> {
+        let c = self.channel_count();
+        let [h, w] = if self.transpose_hw {
+            [self.size[1], self.size[0]]
+        } else {
+            self.size
+        };
+        match self.layout {
+            Layout::Nchw => vec![n, c, h, w],
+            Layout::Nhwc => vec![n, h, w, c],
+        }
+    }
+}
+
+/// Resizes a `[C, H, W]` image (half-pixel centres, no antialiasing, like ONNX Resize).
+pub fn resize(img: &Array3<f32>, oh: usize, ow: usize, mode: ResizeMode) -> Array3<f32> {
+    let (c, h, w) = img.dim();
+    if (h, w) == (oh, ow) {
+        return img.clone();
+    }
+    let mut out = Array3::<f32>::zeros((c, oh, ow));
+    let sy = h as f32 / oh as f32;
+    let sx = w as f32 / ow as f32;
+    for y in 0..oh {
+        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
+        for x in 0..ow {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
+            for ch in 0..c {
+                out[[ch, y, x]] = match mode {
+                    ResizeMode::Nearest => {
+                        let ny = (((y as f32 + 0.5) * sy).floor() as usize).min(h - 1);
+                        let nx = (((x as f32 + 0.5) * sx).floor() as usize).min(w - 1);
+                        img[[ch, ny, nx]]
+                    }
+                    ResizeMode::Bilinear => {
+                        let (y0, x0) = (fy.floor() as usize, fx.floor() as usize);
+                        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                        let (ty, tx) = (fy - y0 as f32, fx - x0 as f32);
+                        let top = img[[ch, y0, x0]] * (1.0 - tx) + img[[ch, y0, x1]] * tx;
+                        let bot = img[[ch, y1, x0]] * (1.0 - tx) + img[[ch, y1, x1]] * tx;
+                        top * (1.0 - ty) + bot * ty
+                    }
+                };
+            }
+        }
+    }
+    out
+}
+
+/// Shape of a `[N, C, H, W]` dynamic array as a tuple, for callers that need it.
+pub fn nchw(x: &ArrayD<f32>) -> Option<(usize, usize, usize, usize)> {
+    match x.shape() {
+        &[n, c, h, w] => Some((n, c, h, w)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_form_parses_and_validates() {
+        let p =
+            Preprocess::parse_inline("size=48x48,range=0:255,mean=127.5,std=128,nhwc,transpose_hw")
+                .unwrap();
+        assert_eq!(p.size, [48, 48]);
+        assert_eq!(p.layout, Layout::Nhwc);
+        assert!(p.transpose_hw);
+        assert_eq!(p.input_shape(2), vec![2, 48, 48, 3]);
+        assert!(Preprocess::parse_inline("gray").is_err());
+        let e = Preprocess::parse_inline("size=8x8,std=0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("std"), "{e}");
+        let e = Preprocess::parse_inline("size=8x8,mean=1:2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected 1 or 3"), "{e}");
+    }
+
+    #[test]
+    fn gray_range_and_mean_are_applied_in_order() {
+        // A uniform mid-grey image: every pixel 0.5 in every channel.
+        let img = Array3::<f32>::from_elem((3, 4, 6), 0.5);
+        let p = Preprocess::parse_inline("size=2x3,gray,range=0:255,mean=127.5,std=2").unwrap();
+        let x = p.apply(&img);
+        assert_eq!(x.shape(), &[1, 1, 2, 3]);
+        assert!(x.iter().all(|v| v.abs() < 1e-4), "{x:?}");
+    }
+
+    #[test]
+    fn bilinear_resize_of_a_ramp_is_exact_at_half_pixel_centres() {
+        let img = Array3::from_shape_fn((1, 1, 4), |(_, _, x)| x as f32);
+        let out = resize(&img, 1, 2, ResizeMode::Bilinear);
+        // Output pixel centres map to input x = 0.5 and 2.5.
+        assert_eq!(out.as_slice().unwrap(), &[0.5, 2.5]);
+    }
+}

@@ -1,0 +1,347 @@
+//! A loaded model: one ONNX Runtime session with its declared inputs/outputs, checked before each run.
+
+use super::providers::{register, Provider};
+use super::tensor::{DType, Tensor};
+use crate::error::{Error, Result};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::ValueType;
+use std::path::{Path, PathBuf};
+
+/// Upper bound on a model file zoom will hand to ONNX Runtime (protobuf's own limit is 2 GiB).
+pub const MAX_MODEL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// How sessions are built.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Provider preference, tried in order; CPU is the implicit last resort.
+    pub providers: Vec<Provider>,
+    /// Intra-op threads; `None` = all available cores.
+    pub intra_threads: Option<usize>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            providers: vec![Provider::Cpu],
+            intra_threads: None,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// Threads ONNX Runtime will use inside one operator.
+    pub fn threads(&self) -> usize {
+        self.intra_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// Name, element type and shape (`None` = dynamic) of one model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type; `None` when zoom cannot convert it (string, float16, ...).
+    pub dtype: Option<DType>,
+    /// ONNX's name of the element type (always set, also for unsupported types).
+    pub dtype_name: String,
+    /// Dimensions; `None` for a dynamic one.
+    pub shape: Vec<Option<i64>>,
+}
+
+impl TensorInfo {
+    fn from_outlet(name: &str, t: &ValueType) -> TensorInfo {
+        match t {
+            ValueType::Tensor { ty, shape, .. } => TensorInfo {
+                name: name.into(),
+                dtype: DType::from_ort(*ty),
+                dtype_name: DType::from_ort(*ty)
+                    .map_or_else(|| format!("{ty}").to_lowercase(), |d| d.name().to_string()),
+                shape: shape.iter().map(|&d| (d >= 0).then_some(d)).collect(),
+            },
+            other => TensorInfo {
+                name: name.into(),
+                dtype: None,
+                dtype_name: format!("{other}"),
+                shape: Vec::new(),
+            },
+        }
+    }
+
+    /// `[N, 3, 64, 64]`-style rendering with `?` for dynamic dimensions.
+    pub fn shape_string(&self) -> String {
+        let dims: Vec<String> = self
+            .shape
+            .iter()
+            .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+            .collect();
+        format!("[{}]", dims.join(", "))
+    }
+}
+
+/// A model ready to run.
+pub struct Model {
+    session: Session,
+    path: PathBuf,
+    label: String,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    provider: Provider,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that `path` exists, is a file of sane size and starts like an ONNX protobuf, so that the
+/// user gets a precise message instead of ONNX Runtime's generic parse failure.
+pub fn precheck_model_file(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::model(path, "model file not found")
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    if !meta.is_file() {
+        return Err(Error::model(path, "not a file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::model(
+            path,
+            "empty file; expected an ONNX model (.onnx protobuf)",
+        ));
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(Error::model(
+            path,
+            format!(
+                "{} bytes is over the 2 GiB protobuf limit; use external data",
+                meta.len()
+            ),
+        ));
+    }
+    Ok(meta.len())
+}
+
+impl Model {
+    /// Loads `path` with the given options. The error names the file and ONNX Runtime's reason.
+    pub fn load(path: &Path, options: &SessionOptions) -> Result<Model> {
+        precheck_model_file(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        zoom_graph_precheck(path, &bytes)?;
+        Self::build(&bytes, path, options)
+    }
+
+    /// Builds a session from an in-memory model; `origin` names it in messages.
+    pub fn from_bytes(bytes: &[u8], origin: &Path, options: &SessionOptions) -> Result<Model> {
+        Self::build(bytes, origin, options)
+    }
+
+    fn build(bytes: &[u8], path: &Path, options: &SessionOptions) -> Result<Model> {
+        let env = super::init(None)?;
+        let ctx = || format!("loading {}", path.display());
+        let builder = Session::builder(env)
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| b.with_intra_threads(options.threads()).map_err(Into::into))
+            .map_err(|e: ort::Error| Error::runtime(ctx(), e))?;
+        let (mut builder, provider, warnings) = register(builder, &options.providers);
+        for w in &warnings {
+            tracing::warn!("{}: {w}", path.display());
+        }
+        let session = builder
+            .commit_from_memory(bytes)
+            .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| TensorInfo::from_outlet(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| TensorInfo::from_outlet(o.name(), o.dtype()))
+            .collect();
+        Ok(Model {
+            session,
+            label: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            ),
+            path: path.to_path_buf(),
+            inputs,
+            outputs,
+            provider,
+            warnings,
+        })
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Declared inputs.
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    /// Declared outputs.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    /// The execution provider the session was built with.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Provider fallbacks that happened while loading.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn tensor_error(&self, tensor: &str, message: String) -> Error {
+        Error::Tensor {
+            model: self.path.display().to_string(),
+            tensor: tensor.into(),
+            message,
+        }
+    }
+
+    /// Checks every fed tensor against the declaration: known name, same dtype, same rank and the
+    /// same size on every fixed dimension; and that no input is left out.
+    fn check_inputs(&self, inputs: &[(&str, &Tensor)]) -> Result<()> {
+        for (name, t) in inputs {
+            let Some(info) = self.inputs.iter().find(|i| i.name == *name) else {
+                let names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(self.tensor_error(
+                    name,
+                    format!(
+                        "the model has no input of this name; its inputs are: {}",
+                        names.join(", ")
+                    ),
+                ));
+            };
+            if info.dtype != Some(t.dtype()) {
+                return Err(self.tensor_error(
+                    name,
+                    format!(
+                        "expected dtype {}, got {}",
+                        info.dtype_name,
+                        t.dtype().name()
+                    ),
+                ));
+            }
+            let shape = t.shape();
+            let fits = shape.len() == info.shape.len()
+                && shape
+                    .iter()
+                    .zip(&info.shape)
+                    .all(|(&s, d)| d.is_none_or(|d| d as usize == s));
+            if !fits {
+                return Err(self.tensor_error(
+                    name,
+                    format!("expected shape {}, got {:?}", info.shape_string(), shape),
+                ));
+            }
+        }
+        for info in &self.inputs {
+            if !inputs.iter().any(|(n, _)| *n == info.name) {
+                return Err(self.tensor_error(
+                    &info.name,
+                    format!(
+                        "input missing (dtype {}, shape {})",
+                        info.dtype_name,
+                        info.shape_string()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the model; returns every output in declaration order. NaN/Inf in a float output is an
+    /// error naming the output, because a silently wrong report is worse than a stop.
+    pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let outs = self.run_raw(inputs)?;
+        for (name, t) in &outs {
+            let bad = t.non_finite_count();
+            if bad > 0 {
+                return Err(self.tensor_error(
+                    name,
+                    format!(
+                        "output contains {bad} NaN/Inf values out of {}",
+                        t.shape().iter().product::<usize>()
+                    ),
+                ));
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Like [`Model::run`] but without the NaN/Inf check (for callers that flag samples instead).
+    pub fn run_raw(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        self.check_inputs(inputs)?;
+        let mut feed = Vec::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            let v = t.to_ort().map_err(|e| {
+                self.tensor_error(name, format!("cannot pass to ONNX Runtime: {e}"))
+            })?;
+            feed.push((std::borrow::Cow::Borrowed(*name), v));
+        }
+        let label = self.label.clone();
+        let outputs = self
+            .session
+            .run(feed)
+            .map_err(|e| Error::runtime(format!("running {label}"), e))?;
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for info in &self.outputs {
+            let v = &outputs[info.name.as_str()];
+            let t = Tensor::from_ort(v)
+                .map_err(|e| {
+                    Error::runtime(format!("reading output `{}` of {label}", info.name), e)
+                })?
+                .ok_or_else(|| Error::Tensor {
+                    model: label.clone(),
+                    tensor: info.name.clone(),
+                    message: format!("unsupported output type {}", info.dtype_name),
+                })?;
+            result.push((info.name.clone(), t));
+        }
+        Ok(result)
+    }
+
+    /// Runs and returns the named output only.
+    pub fn run_one(&mut self, inputs: &[(&str, &Tensor)], output: &str) -> Result<Tensor> {
+        let outs = self.run(inputs)?;
+        let label = self.label.clone();
+        outs.into_iter()
+            .find(|(n, _)| n == output)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error::Tensor {
+                model: label,
+                tensor: output.into(),
+                message: "no output of this name".into(),
+            })
+    }
+}
+
+/// A cheap structural check before ONNX Runtime sees the bytes: a truncated or non-ONNX file gets
+/// a message that says so (ORT's own is "Protobuf parsing failed").
+fn zoom_graph_precheck(path: &Path, bytes: &[u8]) -> Result<()> {
+    match crate::onnx::ModelSummary::parse(bytes) {
+        Ok(_) => Ok(()),
+        Err(msg) => Err(Error::model(path, msg)),
+    }
+}
