@@ -1,0 +1,144 @@
+"""Pinned downloads from package registries with sha256 checks.
+
+Archives are fetched with the ordinary clients (`pip download`, `npm pack`) into
+`.cache/downloads/<registry>/` and are only used after their sha256 matches the pin. A mismatch
+(corrupted file, wrong version served, tampering) is an error that names the package, the
+expected and the actual digest; the bad file is moved aside so the next run fetches it again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class FetchError(RuntimeError):
+    """A registry package could not be fetched or did not match its pin."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """One exact registry artefact: `filename` is what the registry serves for this version."""
+
+    registry: str  # "pypi" or "npm"
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    # Extra `pip download` arguments that select one exact file (platform wheels).
+    pip_args: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}=={self.version}" if self.registry == "pypi" else f"{self.name}@{self.version}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(pkg: Package, path: Path) -> None:
+    actual = sha256_file(path)
+    if actual != pkg.sha256:
+        bad = path.with_name(path.name + ".bad")
+        os.replace(path, bad)
+        raise FetchError(
+            f"{pkg.registry} package {pkg.spec} ({pkg.filename}): sha256 mismatch\n"
+            f"  expected {pkg.sha256}\n  actual   {actual}\n"
+            f"  the file was moved aside to {bad}; run again to re-download it"
+        )
+
+
+def _download(pkg: Package, dest_dir: Path) -> Path:
+    """Run the registry client into a scratch dir next to the cache and return the new file."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
+        if pkg.registry == "pypi":
+            # --no-deps: we want one archive, never an install. --ignore-requires-python: some
+            # pinned packages declare an upper Python bound that is irrelevant for reading files.
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python",
+                   "--disable-pip-version-check", "-q", "-d", tmp, *pkg.pip_args, pkg.spec]
+        elif pkg.registry == "npm":
+            cmd = ["npm", "pack", "--silent", "--pack-destination", tmp, pkg.spec]
+        else:
+            raise FetchError(f"unknown registry {pkg.registry!r} for {pkg.name}")
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        except FileNotFoundError as e:
+            raise FetchError(f"cannot fetch {pkg.spec}: registry client not found ({e.filename})") from e
+        if res.returncode != 0:
+            raise FetchError(f"`{' '.join(cmd)}` failed for {pkg.spec}:\n{res.stderr.strip()[-2000:]}")
+        got = Path(tmp) / pkg.filename
+        if not got.exists():
+            listing = ", ".join(sorted(os.listdir(tmp))) or "nothing"
+            raise FetchError(
+                f"{pkg.registry} package {pkg.spec}: expected file {pkg.filename}, got {listing} "
+                "(wrong version or platform served?)"
+            )
+        final = dest_dir / pkg.filename
+        os.replace(got, final)
+    return final
+
+
+def fetch(pkg: Package, cache_root: Path) -> Path:
+    """Return the path of the verified archive, downloading it if it is not cached."""
+    path = cache_root / pkg.registry / pkg.filename
+    if not path.exists():
+        path = _download(pkg, path.parent)
+    _check(pkg, path)
+    return path
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """Read one file out of a wheel/zip or a .tar.gz/.tgz without extracting the archive."""
+    name = archive.name
+    if name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z:
+            try:
+                return z.read(member)
+            except KeyError:
+                raise FetchError(f"{archive.name}: no member {member!r}") from None
+    if name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(archive, "r:gz") as t:
+            try:
+                f = t.extractfile(member)
+            except KeyError:
+                f = None
+            if f is None:
+                raise FetchError(f"{archive.name}: no member {member!r}")
+            return f.read()
+    raise FetchError(f"{archive}: unsupported archive type")
+
+
+def read_members(archive: Path, members: list[str]) -> dict[str, bytes]:
+    """Like read_member for several files; one pass over a tarball (they can be 150 MB)."""
+    if archive.name.endswith((".tar.gz", ".tgz")):
+        want, out = set(members), {}
+        with tarfile.open(archive, "r:gz") as t:
+            for info in t:
+                if info.name in want:
+                    out[info.name] = t.extractfile(info).read()
+        missing = want - set(out)
+        if missing:
+            raise FetchError(f"{archive.name}: no member(s) {sorted(missing)}")
+        return out
+    return {m: read_member(archive, m) for m in members}
+
+
+def remove_cached(pkg: Package, cache_root: Path) -> None:
+    path = cache_root / pkg.registry / pkg.filename
+    if path.exists():
+        path.unlink()
+
+
+__all__ = ["Package", "FetchError", "fetch", "read_member", "read_members", "sha256_file", "remove_cached"]
