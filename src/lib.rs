@@ -16,14 +16,22 @@
 //! the fallback and the self-check.
 
 #![warn(clippy::unwrap_used)]
+// Tests assert by unwrapping: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod diagnose;
+pub mod directions;
 pub mod error;
 pub mod io;
+pub mod models;
 pub mod onnx;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod sampling;
+pub mod search;
+pub mod stats;
 pub mod tasks;
 
 pub use error::{Error, Result};

@@ -94,7 +94,9 @@ impl Preprocess {
                 format!("{:?} must be between 1 and 4096 on each side", self.size),
             ));
         }
-        if !(self.range[1] > self.range[0]) || !self.range.iter().all(|v| v.is_finite()) {
+        if self.range[1].partial_cmp(&self.range[0]) != Some(std::cmp::Ordering::Greater)
+            || !self.range.iter().all(|v| v.is_finite())
+        {
             return Err(err(
                 "range",
                 format!("{:?} must be [low, high] with low < high", self.range),
@@ -112,7 +114,7 @@ impl Preprocess {
                 return Err(err(name, "must be finite".into()));
             }
         }
-        if self.std.iter().any(|&s| s == 0.0) {
+        if self.std.contains(&0.0) {
             return Err(err("std", "must not contain 0".into()));
         }
         Ok(())
@@ -289,6 +291,101 @@ pub fn nchw(x: &ArrayD<f32>) -> Option<(usize, usize, usize, usize)> {
         &[n, c, h, w] => Some((n, c, h, w)),
         _ => None,
     }
+}
+
+/// Input name of a model composed with [`compose_with`]: generator RGB in [−1, 1]. Prefixed so
+/// it cannot clash with the wrapped model's own names.
+pub const PREP_INPUT: &str = "zoom_rgb";
+
+/// Builds the declared preprocessing as ONNX ops, in front of `model`'s input `model_input`.
+///
+/// The composed model takes [`PREP_INPUT`] `[N, 3, src_h, src_w]` RGB in [−1, 1] (the generator's
+/// output), so the whole chain from generated pixels to the model's output is one graph: one
+/// ONNX Runtime call, on the model's provider, and differentiable for the exact-gradient path.
+pub fn compose_with(
+    prep: &Preprocess,
+    model: &zoom_graph::ModelProto,
+    model_input: &str,
+    src_hw: [usize; 2],
+) -> std::result::Result<zoom_graph::ModelProto, zoom_graph::Error> {
+    use zoom_graph::{DataType, Dim, GraphBuilder};
+    let mut b = GraphBuilder::for_model(model)?;
+    let image = b.input(
+        PREP_INPUT,
+        DataType::FLOAT,
+        &[
+            Dim::from("N"),
+            3.into(),
+            (src_hw[0] as i64).into(),
+            (src_hw[1] as i64).into(),
+        ],
+    );
+    let half = b.scalar(DataType::FLOAT, 0.5);
+    // [-1, 1] → [0, 1]
+    let x = b.mul(&image, &half);
+    let mut x = b.add(&x, &half);
+    if prep.size != src_hw {
+        // Resize takes full output sizes: N from the input's shape, then C, H, W.
+        let shape = b.op("Shape", &[&x], vec![]);
+        let n = b.slice(&shape, &[0], &[1], &[0], &[1]);
+        let rest = b.const_i64s(&[3, prep.size[0] as i64, prep.size[1] as i64]);
+        let full = b.concat(&[&n, &rest], 0);
+        let mode = match prep.resize {
+            ResizeMode::Bilinear => "linear",
+            ResizeMode::Nearest => "nearest",
+        };
+        x = b.op(
+            "Resize",
+            &[&x, "", "", &full],
+            vec![
+                zoom_graph::attrs::string("mode", mode),
+                zoom_graph::attrs::string("coordinate_transformation_mode", "half_pixel"),
+            ],
+        );
+    }
+    match prep.channels {
+        Channels::Rgb => {}
+        Channels::Bgr => {
+            let idx = b.const_i64s(&[2, 1, 0]);
+            x = b.op(
+                "Gather",
+                &[&x, &idx],
+                vec![zoom_graph::attrs::int("axis", 1)],
+            );
+        }
+        Channels::Gray => {
+            let w = b.constant_f32("gray_weights", &[1, 3, 1, 1], &[0.299, 0.587, 0.114]);
+            let xw = b.mul(&x, &w);
+            x = b.reduce("ReduceSum", &xw, &[1], true);
+        }
+    }
+    let c = prep.channel_count();
+    let [lo, hi] = prep.range;
+    if [lo, hi] != [0.0, 1.0] {
+        let scale = b.scalar(DataType::FLOAT, (hi - lo) as f64);
+        let offset = b.scalar(DataType::FLOAT, lo as f64);
+        let xs = b.mul(&x, &scale);
+        x = b.add(&xs, &offset);
+    }
+    let mean = Preprocess::per_channel(&prep.mean, c, 0.0);
+    let std = Preprocess::per_channel(&prep.std, c, 1.0);
+    if mean.iter().any(|&m| m != 0.0) {
+        let m = b.constant_f32("mean", &[1, c, 1, 1], &mean);
+        x = b.sub(&x, &m);
+    }
+    if std.iter().any(|&s| s != 1.0) {
+        let s = b.constant_f32("std", &[1, c, 1, 1], &std);
+        x = b.div(&x, &s);
+    }
+    if prep.transpose_hw {
+        x = b.transpose(&x, &[0, 1, 3, 2]);
+    }
+    if prep.layout == Layout::Nhwc {
+        x = b.transpose(&x, &[0, 2, 3, 1]);
+    }
+    b.output(&x, "zoom_pixels");
+    let prefix = b.build()?;
+    zoom_graph::compose::prepend(&prefix, model, &[("zoom_pixels", model_input)])
 }
 
 #[cfg(test)]

@@ -14,7 +14,11 @@ fn fixture(dir: &std::path::Path) -> std::path::PathBuf {
 fn write_x(dir: &std::path::Path, rows: &[[f32; 3]]) -> std::path::PathBuf {
     let p = dir.join("x.npy");
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    npy::write(&p, &Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[rows.len(), 3]), flat).unwrap())).unwrap();
+    npy::write(
+        &p,
+        &Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[rows.len(), 3]), flat).unwrap()),
+    )
+    .unwrap();
     p
 }
 
@@ -26,17 +30,34 @@ fn run_matches_values_computed_by_hand() {
     let x = write_x(dir.path(), &rows);
     let out = dir.path().join("out");
     let o = zoom(
-        &["run", model.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--out", out.to_str().unwrap()],
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", x.display()),
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &[],
     );
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("y") && stdout.contains("[2, 2]") && stdout.contains("cpu"), "{stdout}");
-    let y = npy::read(&out.join("y.npy")).unwrap().into_f32("y").unwrap();
+    assert!(
+        stdout.contains("y") && stdout.contains("[2, 2]") && stdout.contains("cpu"),
+        "{stdout}"
+    );
+    let y = npy::read(&out.join("y.npy"))
+        .unwrap()
+        .into_f32("y")
+        .unwrap();
     let expected = affine_relu_by_hand(&rows);
     for (i, row) in expected.iter().enumerate() {
         for (j, &e) in row.iter().enumerate() {
-            assert!((y[[i, j]] - e).abs() < 1e-6, "y[{i},{j}] = {} expected {e}", y[[i, j]]);
+            assert!(
+                (y[[i, j]] - e).abs() < 1e-6,
+                "y[{i},{j}] = {} expected {e}",
+                y[[i, j]]
+            );
         }
     }
 }
@@ -48,8 +69,20 @@ fn inspect_reports_io_opset_ops_and_parameters() {
     let o = zoom(&["inspect", model.to_str().unwrap()], &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    for needle in ["x ", "[N, 3]", "y ", "ai.onnx=17", "MatMul", "Relu", "params    8 (32 B)", "nodes     "] {
-        assert!(out.contains(needle), "inspect output lacks `{needle}`:\n{out}");
+    for needle in [
+        "x ",
+        "[N, 3]",
+        "y ",
+        "ai.onnx=17",
+        "MatMul",
+        "Relu",
+        "params    8 (32 B)",
+        "nodes     ",
+    ] {
+        assert!(
+            out.contains(needle),
+            "inspect output lacks `{needle}`:\n{out}"
+        );
     }
     let o = zoom(&["inspect", "--json", model.to_str().unwrap()], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("inspect --json is JSON");
@@ -62,7 +95,10 @@ fn doctor_names_the_runtime_and_providers() {
     let o = zoom(&["doctor"], &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("onnxruntime      1.") && out.contains("CPUExecutionProvider"), "{out}");
+    assert!(
+        out.contains("onnxruntime      1.") && out.contains("CPUExecutionProvider"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -79,7 +115,15 @@ fn a_file_that_is_not_onnx_is_rejected() {
     assert_clean_failure(&o, &["Cargo.toml", "not a valid ONNX model"]);
     let dir = tempdir();
     let x = write_x(dir.path(), &[[0.0; 3]]);
-    let o = zoom(&["run", "Cargo.toml", "--input", &format!("x={}", x.display())], &[]);
+    let o = zoom(
+        &[
+            "run",
+            "Cargo.toml",
+            "--input",
+            &format!("x={}", x.display()),
+        ],
+        &[],
+    );
     assert_clean_failure(&o, &["Cargo.toml", "not a valid ONNX model"]);
 }
 
@@ -99,7 +143,15 @@ fn wrong_input_name_lists_the_real_ones() {
     let dir = tempdir();
     let model = fixture(dir.path());
     let x = write_x(dir.path(), &[[0.0; 3]]);
-    let o = zoom(&["run", model.to_str().unwrap(), "--input", &format!("image={}", x.display())], &[]);
+    let o = zoom(
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("image={}", x.display()),
+        ],
+        &[],
+    );
     assert_clean_failure(&o, &["`image`", "no input of this name", "x"]);
 }
 
@@ -109,11 +161,27 @@ fn wrong_input_shape_and_dtype_say_what_was_expected() {
     let model = fixture(dir.path());
     let bad_shape = dir.path().join("bad_shape.npy");
     npy::write(&bad_shape, &Tensor::F32(ArrayD::zeros(IxDyn(&[2, 4])))).unwrap();
-    let o = zoom(&["run", model.to_str().unwrap(), "--input", &format!("x={}", bad_shape.display())], &[]);
+    let o = zoom(
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", bad_shape.display()),
+        ],
+        &[],
+    );
     assert_clean_failure(&o, &["`x`", "expected shape [?, 3]", "[2, 4]"]);
     let bad_dtype = dir.path().join("bad_dtype.npy");
     npy::write(&bad_dtype, &Tensor::F64(ArrayD::zeros(IxDyn(&[2, 3])))).unwrap();
-    let o = zoom(&["run", model.to_str().unwrap(), "--input", &format!("x={}", bad_dtype.display())], &[]);
+    let o = zoom(
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", bad_dtype.display()),
+        ],
+        &[],
+    );
     assert_clean_failure(&o, &["`x`", "expected dtype float32", "float64"]);
 }
 
@@ -124,10 +192,21 @@ fn missing_runtime_library_says_what_to_run() {
     let x = write_x(dir.path(), &[[0.0; 3]]);
     let gone = dir.path().join("libonnxruntime.so");
     let o = zoom(
-        &["run", model.to_str().unwrap(), "--input", &format!("x={}", x.display())],
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", x.display()),
+        ],
         &[("ORT_DYLIB_PATH", gone.to_str().unwrap())],
     );
-    assert_clean_failure(&o, &["ONNX Runtime library not found", "scripts/fetch-onnxruntime.sh"]);
+    assert_clean_failure(
+        &o,
+        &[
+            "ONNX Runtime library not found",
+            "scripts/fetch-onnxruntime.sh",
+        ],
+    );
     let o = zoom(&["--ort-lib", gone.to_str().unwrap(), "doctor"], &[]);
     assert_clean_failure(&o, &["--ort-lib", "scripts/fetch-onnxruntime.sh"]);
 }

@@ -35,8 +35,14 @@ pub fn text(o: &Output) -> (String, String) {
 /// Asserts a failed run: non-zero exit, no panic or backtrace, and every `needle` in stderr.
 pub fn assert_clean_failure(o: &Output, needles: &[&str]) {
     let (out, err) = text(o);
-    assert!(!o.status.success(), "expected failure; stdout:\n{out}\nstderr:\n{err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic:\n{err}");
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic:\n{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`:\n{err}");
     }

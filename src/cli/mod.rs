@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand. `anyhow` lives here only, for context.
 
+mod diagnose;
 mod doctor;
 mod inspect;
 mod run;
@@ -34,6 +35,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Diagnose a model: attribute directions, counterfactual search, sensitivity report.
+    Diagnose(diagnose::Args),
     /// Show a model's inputs, outputs, opsets, producer, operator histogram and parameters.
     Inspect(inspect::Args),
     /// Run any ONNX model on .npy (or image) inputs and write each output as .npy.
@@ -117,7 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         zoom::runtime::init(Some(lib))?;
     }
     let global = cli.global()?;
+    let ep_from_cli = cli.ep.is_some();
     match cli.command {
+        Command::Diagnose(args) => diagnose::run(args, &global, ep_from_cli),
         Command::Inspect(args) => inspect::run(args, &global),
         Command::Run(args) => run::run(args, &global),
         Command::Doctor(args) => doctor::run(args, &global),

@@ -23,7 +23,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-fn load_input(file: &PathBuf, prep: Option<&Preprocess>) -> anyhow::Result<Tensor> {
+fn load_input(file: &std::path::Path, prep: Option<&Preprocess>) -> anyhow::Result<Tensor> {
     let ext = file
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())

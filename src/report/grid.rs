@@ -134,6 +134,11 @@ pub fn pairs_grid(images: &[RgbImage], columns: usize) -> RgbImage {
     out
 }
 
+/// Tiles images with [`pairs_grid`] and writes the result as PNG (atomically) to `path`.
+pub fn write_grid(path: &Path, images: &[RgbImage], columns: usize) -> Result<()> {
+    crate::io::image::write_png(path, &pairs_grid(images, columns))
+}
+
 fn check_shape(img: ArrayView3<f32>, what: &str) -> Result<()> {
     let (c, h, w) = img.dim();
     if c != 3 || h == 0 || w == 0 {

@@ -58,13 +58,13 @@ pub fn render_html(report: &Report) -> String {
         escape(&report.zoom_version),
     );
 
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<section class=\"summary\"><p>{}</p></section>\n",
+        "<section id=\"summary\" class=\"summary\"><p>{}</p></section>",
         summary(report)
     );
     if !report.settings.warnings.is_empty() {
-        h.push_str("<section class=\"warnings\"><h2>Warnings</h2><ul>");
+        h.push_str("<section id=\"warnings\" class=\"warnings\"><h2>Warnings</h2><ul>");
         for w in &report.settings.warnings {
             let _ = write!(h, "<li>{}</li>", escape(w));
         }
@@ -73,15 +73,15 @@ pub fn render_html(report: &Report) -> String {
 
     let _ = write!(
         h,
-        "<section><h2>Sensitivity</h2><figure class=\"chart\">{}</figure>\n<p class=\"note\">{}</p></section>\n",
+        "<section id=\"sensitivity\"><h2>Sensitivity</h2><figure class=\"chart\">{}</figure>\n<p class=\"note\">{CHART_NOTE}{}</p></section>\n",
         sensitivity_svg(report),
-        CHART_NOTE
+        if report.null_baseline.is_some() { CHART_NOTE_NULL } else { "" }
     );
     attribute_table(&mut h, report);
     if let Some(svg) = curves_svg(report) {
         let _ = write!(
             h,
-            "<section><h2>Response curves</h2><figure class=\"chart\">{svg}</figure>\n<p class=\"note\">{CURVES_NOTE}</p></section>\n"
+            "<section id=\"curves\"><h2>Response curves</h2><figure class=\"chart\">{svg}</figure>\n<p class=\"note\">{CURVES_NOTE}</p></section>\n"
         );
     }
     examples(&mut h, report);
@@ -175,8 +175,8 @@ fn summary(report: &Report) -> String {
     if !report.flagged_samples.is_empty() {
         let _ = write!(
             s,
-            " {} sample attack(s) were flagged and left out of the statistics.",
-            report.flagged_samples.len()
+            " {} left out of the statistics.",
+            flagged_phrase(report.flagged_samples.len())
         );
     }
     s
@@ -193,7 +193,7 @@ fn prompt_suffix(a: &AttributeResult) -> String {
 fn attribute_table(h: &mut String, report: &Report) {
     let any_alpha = report.attributes.iter().any(|a| a.mean_alpha.is_some());
     let any_flip = report.attributes.iter().any(|a| a.flip_rate.is_some());
-    h.push_str("<section><h2>Attributes</h2><div class=\"scroll\"><table>\n<thead><tr><th>#</th><th>attribute</th><th>prompt</th><th class=\"num\">sensitivity</th><th class=\"num\">mean |Δ|</th><th class=\"num\">95&nbsp;% CI</th>");
+    h.push_str("<section id=\"attributes\"><h2>Attributes</h2><div class=\"scroll\"><table>\n<thead><tr><th>#</th><th>attribute</th><th>prompt</th><th class=\"num\">sensitivity</th><th class=\"num\">mean |Δ|</th><th class=\"num\">95&nbsp;% CI</th>");
     if any_flip {
         h.push_str("<th class=\"num\">flip rate</th>");
     }
@@ -243,16 +243,16 @@ fn attribute_table(h: &mut String, report: &Report) {
             Some(false) => "<span class=\"no\">no</span>",
             None => "—",
         };
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<td class=\"num\">{}</td><td>{above}</td></tr>\n",
+            "<td class=\"num\">{}</td><td>{above}</td></tr>",
             a.channels
         );
     }
     h.push_str("</tbody></table></div>\n");
     if report.mode == Mode::Multiple {
         if let Some(fr) = report.flip_rate {
-            let _ = write!(h, "<p class=\"note\">Joint attack over all attributes: decision flipped for <b>{}</b> of samples.</p>\n", fmt_pct(fr));
+            let _ = writeln!(h, "<p class=\"note\">Joint attack over all attributes: decision flipped for <b>{}</b> of samples.</p>", fmt_pct(fr));
         }
     }
     h.push_str("</section>\n");
@@ -262,9 +262,9 @@ fn examples(h: &mut String, report: &Report) {
     if report.attributes.iter().all(|a| a.examples.is_empty()) {
         return;
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<section><h2>Counterfactual examples</h2><p class=\"note\">Each image: original (left) | counterfactual (right), with {} under each; a red bar marks a flipped decision. Largest change first.</p>\n",
+        "<section id=\"examples\"><h2>Counterfactual examples</h2><p class=\"note\">Each image: original (left) | counterfactual (right), with {} under each; a red bar marks a flipped decision. Largest change first.</p>",
         escape(&report.target.score)
     );
     for a in &report.attributes {
@@ -296,9 +296,9 @@ fn example(h: &mut String, a: &AttributeResult, e: &Example) {
     } else {
         ""
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<figure><img src=\"{}\" alt=\"sample {}: original and counterfactual for {}\" loading=\"lazy\"><figcaption>sample {} · α {} · {} → {}{flip}</figcaption></figure>\n",
+        "<figure><img src=\"{}\" alt=\"sample {}: original and counterfactual for {}\" loading=\"lazy\"><figcaption>sample {} · α {} · {} → {}{flip}</figcaption></figure>",
         escape(&url_path(&e.image)),
         e.sample,
         escape(&a.name),
@@ -310,20 +310,20 @@ fn example(h: &mut String, a: &AttributeResult, e: &Example) {
 }
 
 fn flagged(h: &mut String, report: &Report) {
-    h.push_str("<section><h2>Flagged samples</h2>");
+    h.push_str("<section id=\"flagged\"><h2>Flagged samples</h2>");
     if report.flagged_samples.is_empty() {
         h.push_str("<p class=\"note\">None: every sample attack produced finite outputs and entered the statistics.</p></section>\n");
         return;
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"note\">{} sample attack(s) were left out of the statistics.</p><div class=\"scroll\"><table><thead><tr><th class=\"num\">sample</th><th>attack</th><th>reason</th></tr></thead><tbody>\n",
-        report.flagged_samples.len()
+        "<p class=\"note\">{} left out of the statistics.</p><div class=\"scroll\"><table><thead><tr><th class=\"num\">sample</th><th>attack</th><th>reason</th></tr></thead><tbody>",
+        flagged_phrase(report.flagged_samples.len())
     );
     for f in &report.flagged_samples {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
             f.sample,
             escape(&f.attack),
             escape(&f.reason)
@@ -336,7 +336,7 @@ fn settings(h: &mut String, report: &Report) {
     let s = &report.settings;
     let _ = write!(
         h,
-        "<section><h2>Settings and versions</h2><dl>\
+        "<section id=\"settings\"><h2>Settings and versions</h2><dl>\
          <dt>zoom</dt><dd>{}</dd><dt>ONNX Runtime</dt><dd>{}</dd><dt>gradient</dt><dd>{}</dd>\
          <dt>mode</dt><dd>{}</dd><dt>samples</dt><dd>{}</dd><dt>seed</dt><dd>{}</dd>\
          <dt>target</dt><dd><code>{}</code> ({}, score {})</dd>",
@@ -375,11 +375,20 @@ fn settings(h: &mut String, report: &Report) {
     h.push_str("</dl>");
     let config = serde_json::to_string_pretty(&s.config)
         .unwrap_or_else(|e| format!("(config not printable: {e})"));
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<details><summary>Resolved configuration</summary><pre>{}</pre></details></section>\n",
+        "<details><summary>Resolved configuration</summary><pre>{}</pre></details></section>",
         escape(&config)
     );
+}
+
+/// "1 flagged sample attack was" / "3 flagged sample attacks were".
+fn flagged_phrase(n: usize) -> String {
+    if n == 1 {
+        "1 flagged sample attack was".into()
+    } else {
+        format!("{n} flagged sample attacks were")
+    }
 }
 
 /// Percent-encodes a relative path for use as a URL: `/` separates segments, unreserved
@@ -418,9 +427,11 @@ fn mode_name(mode: Mode) -> &'static str {
 
 const CHART_NOTE: &str = "Bar: mean absolute change of the task score when the attribute is edited \
     (counterfactual search, or the sweep), averaged over samples; whisker: 95&nbsp;% bootstrap interval \
-    over samples; label: the attribute's share of the summed changes (the normalised sensitivity). \
-    The dashed line and shaded band are the null baseline: the same edit along random directions of \
-    equal norm. A bar whose interval lies right of the dashed line matters more than an arbitrary edit.";
+    over samples; label: the attribute's share of the summed changes (the normalised sensitivity).";
+
+const CHART_NOTE_NULL: &str = " The dashed line and shaded band are the null baseline: the same edit along \
+    random directions of equal norm. A bar whose interval lies right of the dashed line matters more than \
+    an arbitrary edit.";
 
 const CURVES_NOTE: &str = "Each panel moves along one attribute direction with no optimisation: the task \
     score of every sample is evaluated on a grid of α. Line: mean over samples; band: ± one standard \
@@ -439,7 +450,7 @@ h3{font-size:16px;margin:18px 0 2px}
 .warnings{background:#fff9db;border:1px solid #ffe066;padding:4px 16px;margin-top:16px}
 .warnings h2{border:0;margin:8px 0 0;font-size:16px}
 .note{color:var(--muted);font-size:13px}
-figure{margin:0}.chart svg{max-width:100%;height:auto;display:block}
+figure{margin:0}.chart svg{width:100%;max-width:920px;height:auto;display:block}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}

@@ -299,6 +299,7 @@ mod tests {
             flipped: score > 0.5,
             flagged: None,
             images: vec![format!("images/smile/{sample:04}.png")],
+            contributions: None,
         }
     }
 

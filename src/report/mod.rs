@@ -19,7 +19,7 @@ pub mod json;
 pub mod plot;
 pub mod schema;
 
-pub use grid::{pair_image, pairs_grid, write_pair, PairStyle};
+pub use grid::{pair_image, pairs_grid, write_grid, write_pair, PairStyle};
 pub use html::{render_html, write_html, HTML_FILE};
 pub use json::{
     append_sample, read_report, read_samples, write_report, SampleWriter, REPORT_FILE, SAMPLES_FILE,

@@ -299,7 +299,7 @@ pub fn curves_svg(report: &Report) -> Option<String> {
         (alo, ahi) = (-1.0, 1.0);
     }
     let yticks = nice_ticks(ylo, yhi, 5);
-    let aticks = nice_ticks(alo, ahi, 5);
+    let aticks = nice_ticks(alo, ahi, 7);
     let (y0, y1) = (yticks[0], *yticks.last().unwrap_or(&1.0));
     let (a0, a1) = (aticks[0], *aticks.last().unwrap_or(&1.0));
 

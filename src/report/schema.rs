@@ -175,6 +175,10 @@ pub struct SampleRecord {
     /// Why the sample was flagged, if it was (then it is left out of the statistics).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub flagged: Option<String>,
-    /// Image paths relative to the output folder (original, counterfactual), if written.
+    /// Image paths relative to the output folder (original | counterfactual pair), if written.
     pub images: Vec<String>,
+    /// `multiple` mode: per attribute, |score(final α) − score(final α with that attribute's
+    /// weight set to 0)|, the attribute's share in the joint counterfactual.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub contributions: Option<Vec<f64>>,
 }

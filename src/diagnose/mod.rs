@@ -1,0 +1,504 @@
+//! One diagnosis run end to end: load models, extract directions, run the attacks chunk by chunk
+//! (durably recorded, so a killed run resumes), aggregate and write the report.
+
+pub mod aggregate;
+pub mod checkpoint;
+
+use crate::config::{Config, GradientSource, Mode};
+use crate::directions::{self, ChannelRelevance, Direction, RelevanceSettings};
+use crate::error::{Error, Result};
+use crate::models::{Clip, Generator, Target};
+use crate::report::schema::{Report, SampleRecord};
+use crate::runtime::SessionOptions;
+use crate::sampling::{latent, rng, Stream};
+use crate::search::{self, sweep, Attack, AttackResult, Pipeline, SearchSettings};
+use ndarray::{Array1, Array2};
+use std::path::{Path, PathBuf};
+
+/// Samples per checkpoint unit: attacks of these samples are computed together and recorded
+/// together. Fixed, so a resumed run batches exactly as an uninterrupted one.
+pub const CHUNK_SAMPLES: usize = 4;
+
+/// How to run (from the CLI).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Output folder.
+    pub out: PathBuf,
+    /// No progress output.
+    pub quiet: bool,
+    /// Session options (providers, threads).
+    pub session: SessionOptions,
+}
+
+/// What the run needs to know about one attribute.
+#[derive(Debug, Clone)]
+pub struct AttributeDirection {
+    /// Name.
+    pub name: String,
+    /// Prompt.
+    pub prompt: String,
+    /// Edit-space direction.
+    pub direction: Direction,
+}
+
+fn progress_bar(quiet: bool, len: u64, msg: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:<22} [{bar:30}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Runs a diagnosis and writes everything into `opts.out`. Returns the report.
+pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
+    let config_json = serde_json::to_value(config).map_err(|e| Error::Report(e.to_string()))?;
+    let done = checkpoint::open(&opts.out, &config_json)?;
+    let mut warnings = Vec::new();
+
+    if config.search.gradient == GradientSource::Exact {
+        return Err(Error::config(
+            "config",
+            "search.gradient",
+            "`exact` is not available in the search yet (VJP graphs are built by `zoom grad`, but not chained \
+             through generator, target and CLIP); use `finite-difference` or `auto`",
+        ));
+    }
+    let gradient = match config.search.gradient {
+        GradientSource::FiniteDifference => "finite-difference".to_string(),
+        _ => "finite-difference (auto: the exact VJP chain is not wired into the search yet)"
+            .to_string(),
+    };
+
+    let generator = Generator::load(
+        &config.generator.model,
+        &config.generator.card,
+        &opts.session,
+    )?;
+    let hw = generator.image_hw;
+    let target = Target::load(&config.target, hw, &opts.session)?;
+    let clip = Clip::load(&config.clip, hw, &opts.session)?;
+    for (role, w) in [
+        ("generator", generator.model().warnings()),
+        ("target", target.model().warnings()),
+    ] {
+        warnings.extend(w.iter().map(|w| format!("{role}: {w}")));
+    }
+    let providers = vec![
+        (
+            "generator".to_string(),
+            generator.model().provider().name().to_string(),
+        ),
+        (
+            "target".to_string(),
+            target.model().provider().name().to_string(),
+        ),
+        (
+            "clip".to_string(),
+            clip.image_model().provider().name().to_string(),
+        ),
+    ];
+    let bound = config.search.bound.unwrap_or(generator.card.default_bound);
+    let mut pipe = Pipeline {
+        generator,
+        target,
+        clip,
+        consistency: None,
+        batch_size: config.batch_size,
+        images_rendered: 0,
+    };
+
+    let attributes = extract_directions(config, &mut pipe, opts)?;
+    if config.attributes.consistency.len() >= 2 && config.search.clip_weight > 0.0 {
+        pipe.consistency = Some(pipe.clip.text.encode(&config.attributes.consistency)?);
+    }
+    let card = pipe.generator.card.clone();
+    let nulls: Vec<Array1<f32>> = (0..config.search.null_directions)
+        .map(|k| {
+            directions::random_direction(
+                &mut rng(config.seed, Stream::Null, k as u64),
+                &card.channel_scale,
+                &card.editable,
+            )
+        })
+        .collect();
+
+    let settings = SearchSettings {
+        iterations: config.search.iterations,
+        step: config.search.step,
+        bound,
+        cls_weight: config.search.cls_weight,
+        clip_weight: config.search.clip_weight,
+        fd_step: config.search.fd_step,
+    };
+    let labels = attack_labels(config, &attributes, nulls.len());
+    let chunks: Vec<Vec<usize>> = (0..config.samples)
+        .collect::<Vec<_>>()
+        .chunks(CHUNK_SAMPLES)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let pending: Vec<&Vec<usize>> = chunks
+        .iter()
+        .filter(|c| {
+            c.iter()
+                .any(|&s| labels.iter().any(|l| !done.contains(&(l.clone(), s))))
+        })
+        .collect();
+    let pb = progress_bar(opts.quiet, config.samples as u64, "counterfactuals");
+    pb.inc((config.samples - pending.iter().map(|c| c.len()).sum::<usize>()) as u64);
+    let mut writer = crate::report::json::SampleWriter::open(&opts.out)?;
+    let started = std::time::Instant::now();
+    for chunk in pending {
+        let records = run_chunk(
+            config,
+            &mut pipe,
+            &settings,
+            &attributes,
+            &nulls,
+            chunk,
+            &opts.out,
+        )?;
+        for r in records {
+            if !done.contains(&(r.attack.clone(), r.sample)) {
+                writer.append(&r)?;
+            }
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    if !opts.quiet && pipe.images_rendered > 0 {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "rendered {} images through generator + target{} in {secs:.1} s ({:.0} images/s)",
+            pipe.images_rendered,
+            if pipe.consistency.is_some() {
+                " + CLIP"
+            } else {
+                ""
+            },
+            pipe.images_rendered as f64 / secs.max(1e-9)
+        );
+    }
+    let records = crate::report::json::read_samples(&opts.out)?;
+    let report = aggregate::build_report(
+        config,
+        &config_json,
+        &attributes,
+        nulls.len(),
+        &records,
+        &pipe,
+        aggregate::RunFacts {
+            gradient,
+            providers,
+            warnings,
+            bound,
+        },
+    )?;
+    crate::report::write_all(&opts.out, &report)?;
+    Ok(report)
+}
+
+fn extract_directions(
+    config: &Config,
+    pipe: &mut Pipeline,
+    opts: &RunOptions,
+) -> Result<Vec<AttributeDirection>> {
+    let d = &config.directions;
+    let s = RelevanceSettings {
+        probe_samples: d.probe_samples,
+        probe_sigma: d.probe_sigma,
+        batch_size: config.batch_size,
+        cache: d.cache.clone(),
+    };
+    let clip_prep = serde_json::to_string(&config.clip.preprocess).unwrap_or_default();
+    let key = directions::relevance::cache_key(
+        &[
+            &config.generator.model,
+            &config.generator.card,
+            &config.clip.image,
+        ],
+        &clip_prep,
+        &s,
+    )?;
+    let editable = pipe.generator.card.editable.iter().filter(|e| **e).count();
+    let pb = progress_bar(
+        opts.quiet,
+        (2 * editable * d.probe_samples) as u64,
+        "channel relevance",
+    );
+    let relevance = ChannelRelevance::load_or_compute(
+        &mut pipe.generator,
+        &mut pipe.clip,
+        &key,
+        &s,
+        &mut |done, _| pb.set_position(done as u64),
+    )?;
+    pb.finish_and_clear();
+    if !opts.quiet {
+        eprintln!(
+            "channel relevance {} {}",
+            if relevance.from_cache {
+                "read from"
+            } else {
+                "computed and cached in"
+            },
+            relevance.cache_file.display()
+        );
+    }
+    let templates: Vec<String> = if config.attributes.templates.is_empty() {
+        directions::DEFAULT_TEMPLATES
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        config.attributes.templates.clone()
+    };
+    let mut out = Vec::new();
+    for a in &config.attributes.prompts {
+        let dt = directions::text_direction(
+            &mut pipe.clip.text,
+            &templates,
+            &config.attributes.neutral,
+            &a.prompt,
+        )?;
+        let beta = a.beta.unwrap_or(d.beta);
+        let direction = directions::attribute_direction(
+            &relevance,
+            &dt,
+            beta,
+            &pipe.generator.card.channel_scale,
+            &a.name,
+        )?;
+        out.push(AttributeDirection {
+            name: a.name.clone(),
+            prompt: a.prompt.clone(),
+            direction,
+        });
+    }
+    Ok(out)
+}
+
+/// Every attack label of a run, in report order.
+fn attack_labels(config: &Config, attributes: &[AttributeDirection], nulls: usize) -> Vec<String> {
+    let mut labels: Vec<String> = match config.search.mode {
+        Mode::Single => attributes
+            .iter()
+            .map(|a| format!("single:{}", a.name))
+            .collect(),
+        Mode::Multiple => vec!["multiple".into()],
+        Mode::Sweep => attributes
+            .iter()
+            .map(|a| format!("sweep:{}", a.name))
+            .collect(),
+    };
+    labels.extend((0..nulls).map(|k| format!("null:{k}")));
+    labels
+}
+
+fn image_path(label: &str, sample: usize) -> String {
+    format!("images/{}/{sample:05}.png", label.replace(':', "-"))
+}
+
+fn record_of(r: &AttackResult, out: &Path, write_image: bool) -> Result<SampleRecord> {
+    let mut images = Vec::new();
+    if write_image {
+        let rel = image_path(&r.label, r.sample);
+        let style = crate::report::PairStyle::new(r.score_before, r.score_after, r.flipped);
+        crate::report::write_pair(
+            &out.join(&rel),
+            r.original.view(),
+            r.counterfactual.view(),
+            &style,
+        )?;
+        images.push(rel);
+    }
+    Ok(SampleRecord {
+        sample: r.sample,
+        attack: r.label.clone(),
+        attributes: r.attributes.clone(),
+        alpha: r.alpha.iter().map(|&a| a as f64).collect(),
+        score_before: r.score_before,
+        score_after: vec![r.score_after],
+        flipped: r.flipped,
+        flagged: r.flagged.clone(),
+        images,
+        contributions: None,
+    })
+}
+
+fn run_chunk(
+    config: &Config,
+    pipe: &mut Pipeline,
+    settings: &SearchSettings,
+    attributes: &[AttributeDirection],
+    nulls: &[Array1<f32>],
+    chunk: &[usize],
+    out: &Path,
+) -> Result<Vec<SampleRecord>> {
+    let z_dim = pipe.generator.card.z_dim;
+    let samples: Vec<(usize, Array1<f32>)> = chunk
+        .iter()
+        .map(|&s| (s, latent(config.seed, Stream::Samples, s as u64, z_dim)))
+        .collect();
+    let mut records = Vec::new();
+    let null_attack = |k: usize, s: usize, z: &Array1<f32>| Attack {
+        sample: s,
+        z: z.clone(),
+        label: format!("null:{k}"),
+        attributes: vec![format!("random-{k}")],
+        directions: vec![nulls[k].clone()],
+    };
+    match config.search.mode {
+        Mode::Single | Mode::Multiple => {
+            let mut attacks = Vec::new();
+            for (s, z) in &samples {
+                if config.search.mode == Mode::Single {
+                    for a in attributes {
+                        attacks.push(Attack {
+                            sample: *s,
+                            z: z.clone(),
+                            label: format!("single:{}", a.name),
+                            attributes: vec![a.name.clone()],
+                            directions: vec![a.direction.vector.clone()],
+                        });
+                    }
+                } else {
+                    attacks.push(Attack {
+                        sample: *s,
+                        z: z.clone(),
+                        label: "multiple".into(),
+                        attributes: attributes.iter().map(|a| a.name.clone()).collect(),
+                        directions: attributes
+                            .iter()
+                            .map(|a| a.direction.vector.clone())
+                            .collect(),
+                    });
+                }
+                for k in 0..nulls.len() {
+                    attacks.push(null_attack(k, *s, z));
+                }
+            }
+            let results = search::run_attacks(pipe, &attacks, settings)?;
+            let contributions = if config.search.mode == Mode::Multiple {
+                Some(ablate(pipe, &attacks, &results)?)
+            } else {
+                None
+            };
+            for (i, r) in results.iter().enumerate() {
+                let mut rec = record_of(r, out, true)?;
+                if let Some(c) = &contributions {
+                    rec.contributions = c[i].clone();
+                }
+                records.push(rec);
+            }
+        }
+        Mode::Sweep => {
+            let alphas = sweep::grid(settings.bound, config.search.sweep_points);
+            let mut dirs: Vec<Array1<f32>> = attributes
+                .iter()
+                .map(|a| a.direction.vector.clone())
+                .collect();
+            dirs.extend(nulls.iter().cloned());
+            let results = sweep::run_sweep(pipe, &samples, &dirs, &alphas)?;
+            let before = sweep_scores_at_zero(pipe, &samples)?;
+            for r in results {
+                let (label, names) = if r.direction < attributes.len() {
+                    let a = &attributes[r.direction];
+                    (format!("sweep:{}", a.name), vec![a.name.clone()])
+                } else {
+                    let k = r.direction - attributes.len();
+                    (format!("null:{k}"), vec![format!("random-{k}")])
+                };
+                records.push(SampleRecord {
+                    sample: r.sample,
+                    attack: label,
+                    attributes: names,
+                    alpha: alphas.iter().map(|&a| a as f64).collect(),
+                    score_before: before[&r.sample],
+                    score_after: r.scores,
+                    flipped: r.flipped,
+                    flagged: r.flagged,
+                    images: vec![],
+                    contributions: None,
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+fn sweep_scores_at_zero(
+    pipe: &mut Pipeline,
+    samples: &[(usize, Array1<f32>)],
+) -> Result<std::collections::HashMap<usize, f64>> {
+    let (dim, z_dim) = (pipe.generator.card.style_dim, pipe.generator.card.z_dim);
+    let mut z = Array2::zeros((samples.len(), z_dim));
+    for (i, (_, zs)) in samples.iter().enumerate() {
+        z.row_mut(i).assign(zs);
+    }
+    let ev = pipe.evaluate(&z, &Array2::zeros((samples.len(), dim)), false)?;
+    Ok(samples
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| {
+            let row = ev.rows.row(i);
+            let row = row.as_slice().unwrap_or(&[]);
+            let d = pipe.target.task.decision(row);
+            (*s, pipe.target.task.score(row, d))
+        })
+        .collect())
+}
+
+/// `multiple` mode: for each attack with several directions, the score change when one
+/// attribute's final weight is set back to 0.
+fn ablate(
+    pipe: &mut Pipeline,
+    attacks: &[Attack],
+    results: &[AttackResult],
+) -> Result<Vec<Option<Vec<f64>>>> {
+    let (dim, z_dim) = (pipe.generator.card.style_dim, pipe.generator.card.z_dim);
+    let mut rows = Vec::new();
+    for (i, a) in attacks.iter().enumerate() {
+        if a.directions.len() < 2 || results[i].flagged.is_some() {
+            continue;
+        }
+        for k in 0..a.directions.len() {
+            let mut e = Array1::<f32>::zeros(dim);
+            for (j, d) in a.directions.iter().enumerate() {
+                if j != k {
+                    e.scaled_add(results[i].alpha[j], d);
+                }
+            }
+            rows.push((i, k, e));
+        }
+    }
+    let mut z = Array2::zeros((rows.len(), z_dim));
+    let mut edit = Array2::zeros((rows.len(), dim));
+    for (r, (i, _, e)) in rows.iter().enumerate() {
+        z.row_mut(r).assign(&attacks[*i].z);
+        edit.row_mut(r).assign(e);
+    }
+    let ev = pipe.evaluate(&z, &edit, false)?;
+    let mut out: Vec<Option<Vec<f64>>> = attacks
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            (a.directions.len() >= 2 && results[i].flagged.is_none())
+                .then(|| vec![0.0; a.directions.len()])
+        })
+        .collect();
+    for (r, (i, k, _)) in rows.iter().enumerate() {
+        let row = ev.rows.row(r);
+        let row = row.as_slice().unwrap_or(&[]);
+        let without = pipe.target.task.score(row, results[*i].decision_before);
+        if let Some(c) = out[*i].as_mut() {
+            c[*k] = (results[*i].score_after - without).abs();
+        }
+    }
+    Ok(out)
+}

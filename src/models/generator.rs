@@ -1,0 +1,80 @@
+//! The generator: `(z [N, Z], edit [N, S]) → image [N, 3, H, W] in [−1, 1]`.
+
+use super::{find_tensor, GeneratorCard};
+use crate::error::{Error, Result};
+use crate::runtime::{DType, Model, SessionOptions, Tensor};
+use ndarray::{Array2, Array4, Ix4};
+use std::path::Path;
+
+/// A loaded generator and its card.
+#[derive(Debug)]
+pub struct Generator {
+    model: Model,
+    /// Its card.
+    pub card: GeneratorCard,
+    /// Output image size `[H, W]`.
+    pub image_hw: [usize; 2],
+}
+
+impl Generator {
+    /// Loads the model and card and checks the I/O contract against the card.
+    pub fn load(model: &Path, card: &Path, options: &SessionOptions) -> Result<Generator> {
+        let card = GeneratorCard::load(card)?;
+        let m = Model::load(model, options)?;
+        let contract = |tensor: &str, message: String| Error::Tensor {
+            model: model.display().to_string(),
+            tensor: tensor.into(),
+            message,
+        };
+        for (name, dim) in [("z", card.z_dim), ("edit", card.style_dim)] {
+            let t = find_tensor(m.inputs(), name, model, "input")?;
+            if t.dtype != Some(DType::F32)
+                || t.shape.len() != 2
+                || t.shape[1].is_some_and(|d| d as usize != dim)
+            {
+                return Err(contract(
+                    name,
+                    format!(
+                        "expected float32 [N, {dim}] (from the card), got {} {}",
+                        t.dtype_name,
+                        t.shape_string()
+                    ),
+                ));
+            }
+        }
+        let image = find_tensor(m.outputs(), "image", model, "output")?;
+        let hw = match image.shape.as_slice() {
+            [_, Some(3), Some(h), Some(w)] => [*h as usize, *w as usize],
+            _ => {
+                return Err(contract(
+                    "image",
+                    format!(
+                        "expected [N, 3, H, W] with fixed H, W, got {}",
+                        image.shape_string()
+                    ),
+                ))
+            }
+        };
+        Ok(Generator {
+            model: m,
+            card,
+            image_hw: hw,
+        })
+    }
+
+    /// The underlying session (for provider reporting).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Renders images for latents `z` with edit offsets `edit`.
+    pub fn render(&mut self, z: &Array2<f32>, edit: &Array2<f32>) -> Result<Array4<f32>> {
+        let zt = Tensor::F32(z.clone().into_dyn());
+        let et = Tensor::F32(edit.clone().into_dyn());
+        let image = self.model.run_one(&[("z", &zt), ("edit", &et)], "image")?;
+        image
+            .into_f32("image")?
+            .into_dimensionality::<Ix4>()
+            .map_err(|e| Error::runtime("reading generator output `image`", e))
+    }
+}

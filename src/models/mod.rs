@@ -1,0 +1,85 @@
+//! The three networks of a diagnosis, each an ONNX Runtime session with the contract of
+//! DESIGN.md checked at load time: the generator, the CLIP towers, and the target (with its
+//! preprocessing built as ONNX ops in front of it).
+
+pub mod card;
+pub mod clip;
+pub mod generator;
+pub mod target;
+
+pub use card::GeneratorCard;
+pub use clip::{Clip, TextEncoder};
+pub use generator::Generator;
+pub use target::Target;
+
+use crate::error::{Error, Result};
+use crate::runtime::{Model, SessionOptions, TensorInfo};
+use std::path::Path;
+
+/// Reads and decodes an ONNX file for composition; errors name the file.
+pub(crate) fn read_proto(path: &Path) -> Result<zoom_graph::ModelProto> {
+    crate::runtime::precheck_model_file(path)?;
+    zoom_graph::read_model(path).map_err(|e| Error::model(path, e.to_string()))
+}
+
+/// Loads `model` with the preprocessing `prep` composed in front of its input.
+pub(crate) fn load_with_prefix(
+    path: &Path,
+    input: Option<&str>,
+    prep: &crate::preprocess::Preprocess,
+    src_hw: [usize; 2],
+    options: &SessionOptions,
+) -> Result<Model> {
+    let proto = read_proto(path)?;
+    let graph = proto
+        .graph_ref()
+        .map_err(|e| Error::model(path, e.to_string()))?;
+    let inputs: Vec<String> = graph.real_inputs().iter().map(|v| v.name.clone()).collect();
+    let input = match input {
+        Some(i) if inputs.iter().any(|n| n == i) => i.to_string(),
+        Some(i) => {
+            return Err(Error::model(
+                path,
+                format!("has no input `{i}`; its inputs are: {}", inputs.join(", ")),
+            ));
+        }
+        None if inputs.len() == 1 => inputs[0].clone(),
+        None => {
+            return Err(Error::model(
+                path,
+                format!(
+                    "has {} inputs ({}); name the image input in the config",
+                    inputs.len(),
+                    inputs.join(", ")
+                ),
+            ));
+        }
+    };
+    let composed = crate::preprocess::compose_with(prep, &proto, &input, src_hw).map_err(|e| {
+        Error::model(
+            path,
+            format!("cannot put the preprocessing in front of input `{input}`: {e}"),
+        )
+    })?;
+    Model::from_bytes(&zoom_graph::io::encode_model(&composed), path, options)
+}
+
+/// Finds a declared tensor by name, with an error that lists what exists.
+pub(crate) fn find_tensor<'a>(
+    list: &'a [TensorInfo],
+    name: &str,
+    model: &Path,
+    what: &str,
+) -> Result<&'a TensorInfo> {
+    list.iter().find(|t| t.name == name).ok_or_else(|| {
+        let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+        Error::Tensor {
+            model: model.display().to_string(),
+            tensor: name.into(),
+            message: format!(
+                "the model has no {what} of this name (it has: {})",
+                names.join(", ")
+            ),
+        }
+    })
+}

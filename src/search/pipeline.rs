@@ -1,0 +1,100 @@
+//! The forward chain of one evaluation: edit → generator → {target, CLIP image tower}, batched.
+
+use crate::error::Result;
+use crate::models::{Clip, Generator, Target};
+use ndarray::{concatenate, s, Array2, Array4, Axis};
+
+/// The loaded models and the consistency prompts' text embeddings.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Generator.
+    pub generator: Generator,
+    /// Target.
+    pub target: Target,
+    /// CLIP.
+    pub clip: Clip,
+    /// `[K, D]` normalised text embeddings of the consistency prompts (`None` = term off).
+    pub consistency: Option<Array2<f32>>,
+    /// Images per ONNX Runtime call.
+    pub batch_size: usize,
+    /// Images rendered so far (for throughput figures).
+    pub images_rendered: usize,
+}
+
+/// Results of evaluating a batch of (z, edit) pairs.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Target output rows `[N, width]`.
+    pub rows: Array2<f32>,
+    /// Rows with NaN/Inf.
+    pub bad: Vec<bool>,
+    /// CLIP consistency logits `[N, K]` (scale · cosine), when the term is on.
+    pub clip_logits: Option<Array2<f32>>,
+    /// The rendered images, when asked for.
+    pub images: Option<Array4<f32>>,
+}
+
+impl Pipeline {
+    /// Evaluates rows of `z` with rows of `edit`, `batch_size` images per call.
+    pub fn evaluate(
+        &mut self,
+        z: &Array2<f32>,
+        edit: &Array2<f32>,
+        keep_images: bool,
+    ) -> Result<Evaluation> {
+        let n = z.nrows();
+        let mut rows = Vec::new();
+        let mut bad = Vec::with_capacity(n);
+        let mut logits = Vec::new();
+        let mut images = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let end = (start + self.batch_size).min(n);
+            let zb = z.slice(s![start..end, ..]).to_owned();
+            let eb = edit.slice(s![start..end, ..]).to_owned();
+            let img = self.generator.render(&zb, &eb)?;
+            self.images_rendered += end - start;
+            let r = self.target.rows(&img)?;
+            rows.push(r.values);
+            bad.extend(r.bad);
+            if let Some(text) = &self.consistency {
+                let emb = self.clip.embed_images(&img)?;
+                logits.push(emb.dot(&text.t()) * self.clip.logit_scale);
+            }
+            if keep_images {
+                images.push(img);
+            }
+            start = end;
+        }
+        let cat2 = |v: &[Array2<f32>]| -> Array2<f32> {
+            let views: Vec<_> = v.iter().map(|a| a.view()).collect();
+            concatenate(Axis(0), &views).unwrap_or_else(|_| Array2::zeros((0, 0)))
+        };
+        Ok(Evaluation {
+            rows: cat2(&rows),
+            bad,
+            clip_logits: self.consistency.as_ref().map(|_| cat2(&logits)),
+            images: keep_images.then(|| {
+                let views: Vec<_> = images.iter().map(|a| a.view()).collect();
+                concatenate(Axis(0), &views).unwrap_or_else(|_| Array4::zeros((0, 0, 0, 0)))
+            }),
+        })
+    }
+}
+
+/// Cross-entropy of `logits` against class `c`, and its argmax.
+pub fn cross_entropy(logits: &[f32], c: usize) -> f64 {
+    let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let lse = logits
+        .iter()
+        .map(|&v| (v as f64 - m).exp())
+        .sum::<f64>()
+        .ln()
+        + m;
+    lse - logits[c] as f64
+}
+
+/// Index of the largest value.
+pub fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}

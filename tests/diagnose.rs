@@ -1,0 +1,223 @@
+//! `zoom diagnose` end to end on the real demo models (fetched by `scripts/setup.sh`): the
+//! report's contract, reproducibility, resuming, and config errors.
+
+use crate::util::*;
+use std::path::Path;
+
+const DEMO: &str = "configs/demo-gender.yaml";
+
+/// Small settings so a run takes seconds; the relevance cache lives in the test's folder.
+fn quick(cache: &Path) -> Vec<String> {
+    vec![
+        "samples=4".into(),
+        "search.iterations=2".into(),
+        "directions.probe_samples=1".into(),
+        "search.null_directions=1".into(),
+        format!("directions.cache={}", cache.display()),
+    ]
+}
+
+fn diagnose(config: &str, out: &Path, sets: &[String]) -> std::process::Output {
+    let mut args: Vec<String> = vec![
+        "--quiet".into(),
+        "diagnose".into(),
+        config.into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    zoom(&refs, &[])
+}
+
+fn require_demo_models() {
+    for f in [
+        "onnx/dcgan-face/model.onnx",
+        "onnx/gender/model.onnx",
+        "onnx/face-clip/text.onnx",
+        "onnx/face-clip/image.onnx",
+    ] {
+        assert!(
+            root().join(f).is_file(),
+            "{f} is missing: run `bash scripts/setup.sh` first"
+        );
+    }
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
+        .expect("JSON")
+}
+
+#[test]
+fn demo_report_follows_the_contract_and_reruns_identically() {
+    require_demo_models();
+    let tmp = tempdir();
+    let sets = quick(&tmp.path().join("cache"));
+    let a_dir = tmp.path().join("a");
+    let a = &a_dir;
+    let o = diagnose(DEMO, a, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r = report(a);
+    assert_eq!(r["mode"], "single");
+    assert_eq!(r["samples"], 4);
+    assert_eq!(r["seed"], 0);
+    let attrs = r["attributes"].as_array().unwrap();
+    assert_eq!(attrs.len(), 5);
+    let total: f64 = attrs
+        .iter()
+        .map(|a| a["sensitivity"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-4, "sensitivities sum to {total}");
+    let sens: Vec<f64> = attrs
+        .iter()
+        .map(|a| a["sensitivity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        sens.windows(2).all(|w| w[0] >= w[1]),
+        "not sorted: {sens:?}"
+    );
+    for a in attrs {
+        let (lo, hi, m) = (
+            a["ci95"][0].as_f64().unwrap(),
+            a["ci95"][1].as_f64().unwrap(),
+            a["mean_abs_change"].as_f64().unwrap(),
+        );
+        assert!(lo <= m + 1e-9 && m <= hi + 1e-9, "{a}");
+        for ex in a["examples"].as_array().unwrap() {
+            let img = ex["image"].as_str().unwrap();
+            assert!(a_dir.join(img).is_file(), "example image {img} missing");
+        }
+    }
+    // samples.jsonl: one record per sample and attack (5 attributes + 1 null direction).
+    let lines = std::fs::read_to_string(a.join("samples.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 4 * 6);
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert!(html.contains("a smiling face"));
+    // Same config and seed, new folder (relevance now from the cache): the same report.
+    let b = tmp.path().join("b");
+    let o = diagnose(DEMO, &b, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        std::fs::read(a.join("report.json")).unwrap(),
+        std::fs::read(b.join("report.json")).unwrap()
+    );
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_report() {
+    require_demo_models();
+    let tmp = tempdir();
+    let sets = quick(&tmp.path().join("cache"));
+    let full = tmp.path().join("full");
+    let o = diagnose(DEMO, &full, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // Simulate a kill: keep the first 7 records, leave half a line, drop the report.
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::copy(full.join("run.json"), cut.join("run.json")).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(full.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut partial = lines[..7].join("\n");
+    partial.push('\n');
+    partial.push_str(&lines[7][..lines[7].len() / 2]);
+    std::fs::write(cut.join("samples.jsonl"), partial).unwrap();
+    let o = diagnose(DEMO, &cut, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let resumed = std::fs::read_to_string(cut.join("samples.jsonl")).unwrap();
+    assert_eq!(
+        resumed.lines().count(),
+        lines.len(),
+        "no record lost or repeated"
+    );
+    assert_eq!(
+        std::fs::read(full.join("report.json")).unwrap(),
+        std::fs::read(cut.join("report.json")).unwrap()
+    );
+}
+
+#[test]
+fn a_folder_of_another_config_is_refused() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    let out = tmp.path().join("run");
+    assert!(diagnose(DEMO, &out, &sets).status.success());
+    sets.push("seed=1".into());
+    let o = diagnose(DEMO, &out, &sets);
+    assert_clean_failure(&o, &["different config"]);
+}
+
+#[test]
+fn config_errors_name_the_file_and_key() {
+    let tmp = tempdir();
+    let out = tmp.path().join("x");
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec!["search.bogus=1".into()],
+            vec!["demo-gender.yaml", "search", "unknown field `bogus`"],
+        ),
+        (
+            vec!["samples=many".into()],
+            vec!["demo-gender.yaml", "samples", "invalid type"],
+        ),
+        (
+            vec!["search.bound=-1".into()],
+            vec!["search.bound", "positive"],
+        ),
+        (
+            vec!["target.model=../nope/model.onnx".into()],
+            vec!["target.model", "file not found", "nope/model.onnx"],
+        ),
+        (
+            vec!["attributes.consistency=[a man]".into()],
+            vec!["attributes.consistency", "at least 2"],
+        ),
+        (
+            vec!["search.mode=sideways".into()],
+            vec!["search.mode", "unknown variant `sideways`"],
+        ),
+        (vec!["noequals".into()], vec!["--set", "KEY=VALUE"]),
+    ];
+    for (sets, needles) in cases {
+        let o = diagnose(DEMO, &out, &sets);
+        assert_clean_failure(&o, &needles);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "config errors exit with 2: {sets:?}"
+        );
+    }
+    let broken = tmp.path().join("broken.yaml");
+    std::fs::write(&broken, "seed: [1, 2\nsamples: 3").unwrap();
+    let o = diagnose(broken.to_str().unwrap(), &out, &[]);
+    assert_clean_failure(&o, &["broken.yaml", "invalid YAML"]);
+}
+
+#[test]
+fn a_task_that_does_not_fit_the_output_is_named() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push(
+        "target.task={kind: multiclass, output: logits, labels: [a, b, c, d, e, f, g]}".into(),
+    );
+    let o = diagnose(DEMO, &tmp.path().join("x"), &sets);
+    assert_clean_failure(&o, &["7 labels", "`logits`", "2 classes"]);
+}
+
+#[test]
+fn a_prompt_that_tokenizes_to_nothing_is_rejected() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push("attributes.prompts=[{name: empty, prompt: \"\u{200b}\"}]".into());
+    let o = diagnose(DEMO, &tmp.path().join("x"), &sets);
+    assert_clean_failure(&o, &["tokenizes to nothing"]);
+}
