@@ -448,8 +448,7 @@ fn sweep_scores_at_zero(
         .map(|(i, (s, _))| {
             let row = ev.rows.row(i);
             let row = row.as_slice().unwrap_or(&[]);
-            let d = pipe.target.task.decision(row);
-            (*s, pipe.target.task.score(row, d))
+            (*s, pipe.target.task.score(row, row))
         })
         .collect())
 }
@@ -495,7 +494,7 @@ fn ablate(
     for (r, (i, k, _)) in rows.iter().enumerate() {
         let row = ev.rows.row(r);
         let row = row.as_slice().unwrap_or(&[]);
-        let without = pipe.target.task.score(row, results[*i].decision_before);
+        let without = pipe.target.task.score(row, &results[*i].origin);
         if let Some(c) = out[*i].as_mut() {
             c[*k] = (results[*i].score_after - without).abs();
         }

@@ -59,12 +59,14 @@ pub struct AttackResult {
     pub attributes: Vec<String>,
     /// Final α.
     pub alpha: Vec<f32>,
-    /// Decision on the unedited image (scores are relative to it).
-    pub decision_before: usize,
+    /// Target output row of the unedited image (scores are relative to it).
+    pub origin: Vec<f32>,
     /// Task score before.
     pub score_before: f64,
     /// Task score after the final update.
     pub score_after: f64,
+    /// Target output row of the counterfactual.
+    pub row_after: Vec<f32>,
     /// Whether the decision changed.
     pub flipped: bool,
     /// Why the attack was flagged (NaN/Inf output), if it was.
@@ -77,7 +79,7 @@ pub struct AttackResult {
 
 /// State of an attack fixed at α = 0.
 struct Origin {
-    decision: usize,
+    row: Vec<f32>,
     clip_class: Option<usize>,
     score: f64,
 }
@@ -93,7 +95,7 @@ fn edit_of(a: &Attack, alpha: &[f32], dim: usize) -> Array1<f32> {
 fn loss(p: &Pipeline, s: &SearchSettings, o: &Origin, ev: &Evaluation, row: usize) -> f64 {
     let r = ev.rows.row(row);
     let r = r.as_slice().unwrap_or(&[]);
-    let mut l = s.cls_weight as f64 * p.target.task.loss(r, o.decision);
+    let mut l = s.cls_weight as f64 * p.target.task.loss(r, &o.row);
     if let (Some(logits), Some(c0)) = (&ev.clip_logits, o.clip_class) {
         let lg = logits.row(row);
         l += s.clip_weight as f64 * cross_entropy(lg.as_slice().unwrap_or(&[]), c0);
@@ -117,7 +119,7 @@ pub fn run_attacks(
         }
         z
     };
-    // α = 0: decisions, CLIP's reading, scores, original images.
+    // α = 0: origin rows, CLIP's reading, scores, original images.
     let z0 = stack_z(&attacks.iter().map(|a| &a.z).collect::<Vec<_>>());
     let ev0 = p.evaluate(&z0, &Array2::zeros((n, dim)), true)?;
     let mut flagged: Vec<Option<String>> = ev0
@@ -129,10 +131,9 @@ pub fn run_attacks(
         .map(|i| {
             let row = ev0.rows.row(i);
             let row = row.as_slice().unwrap_or(&[]);
-            let decision = p.target.task.decision(row);
             Origin {
-                decision,
-                score: p.target.task.score(row, decision),
+                row: row.to_vec(),
+                score: p.target.task.score(row, row),
                 clip_class: ev0
                     .clip_logits
                     .as_ref()
@@ -193,10 +194,11 @@ pub fn run_attacks(
                 label: a.label.clone(),
                 attributes: a.attributes.clone(),
                 alpha: alpha[i].clone(),
-                decision_before: o.decision,
+                origin: o.row.clone(),
                 score_before: o.score,
-                score_after: p.target.task.score(row, o.decision),
-                flipped: flag.is_none() && p.target.task.decision(row) != o.decision,
+                score_after: p.target.task.score(row, &o.row),
+                row_after: row.to_vec(),
+                flipped: flag.is_none() && p.target.task.changed(row, &o.row),
                 flagged: flag,
                 original: images0.index_axis(Axis(0), i).to_owned(),
                 counterfactual: images.index_axis(Axis(0), i).to_owned(),

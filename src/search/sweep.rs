@@ -13,9 +13,9 @@ pub struct SweepResult {
     pub sample: usize,
     /// Direction index.
     pub direction: usize,
-    /// Task score at each α (relative to the decision at α = 0).
+    /// Task score at each α (relative to the prediction at α = 0).
     pub scores: Vec<f64>,
-    /// Whether the decision at any α differs from the one at α = 0.
+    /// Whether the prediction at any α changed (flip/failure) from the one at α = 0.
     pub flipped: bool,
     /// Set when an output was NaN/Inf.
     pub flagged: Option<String>,
@@ -59,7 +59,7 @@ pub fn run_sweep(
     for (s, (sample, _)) in samples.iter().enumerate() {
         let base = s * per_sample;
         let r0 = ev.rows.row(base);
-        let d0 = task.decision(r0.as_slice().unwrap_or(&[]));
+        let origin = r0.as_slice().unwrap_or(&[]);
         for d in 0..directions.len() {
             let rows: Vec<usize> = (0..alphas.len())
                 .map(|k| base + 1 + d * alphas.len() + k)
@@ -67,11 +67,11 @@ pub fn run_sweep(
             let bad = ev.bad[base] || rows.iter().any(|&r| ev.bad[r]);
             let scores = rows
                 .iter()
-                .map(|&r| task.score(ev.rows.row(r).as_slice().unwrap_or(&[]), d0))
+                .map(|&r| task.score(ev.rows.row(r).as_slice().unwrap_or(&[]), origin))
                 .collect();
             let flipped = rows
                 .iter()
-                .any(|&r| task.decision(ev.rows.row(r).as_slice().unwrap_or(&[])) != d0);
+                .any(|&r| task.changed(ev.rows.row(r).as_slice().unwrap_or(&[]), origin));
             out.push(SweepResult {
                 sample: *sample,
                 direction: d,

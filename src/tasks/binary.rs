@@ -75,6 +75,13 @@ impl BinaryTask {
     }
 }
 
+impl BinaryTask {
+    /// The decision for one row.
+    pub fn decision(&self, row: &[f32]) -> usize {
+        usize::from(self.p(row) > self.config.threshold)
+    }
+}
+
 impl Task for BinaryTask {
     fn kind(&self) -> &'static str {
         "binary"
@@ -91,15 +98,16 @@ impl Task for BinaryTask {
         self.config.labels.clone()
     }
 
-    fn decision(&self, row: &[f32]) -> usize {
-        usize::from(self.p(row) > self.config.threshold)
-    }
-
-    fn score(&self, row: &[f32], _original: usize) -> f64 {
+    fn score(&self, row: &[f32], _origin: &[f32]) -> f64 {
         self.p(row)
     }
 
-    fn loss(&self, row: &[f32], original: usize) -> f64 {
+    fn changed(&self, row: &[f32], origin: &[f32]) -> bool {
+        self.decision(row) != self.decision(origin)
+    }
+
+    fn loss(&self, row: &[f32], origin: &[f32]) -> f64 {
+        let original = self.decision(origin);
         let p = self.p(row);
         // Target label is the flipped decision: BCE(p, 1 - original).
         if original == 1 {
@@ -109,7 +117,8 @@ impl Task for BinaryTask {
         }
     }
 
-    fn loss_grad(&self, row: &[f32], original: usize) -> Vec<f32> {
+    fn loss_grad(&self, row: &[f32], origin: &[f32]) -> Vec<f32> {
+        let original = self.decision(origin);
         let p = self.p(row);
         let i = self.config.positive;
         // dL/dp, then chain through the activation.
@@ -162,14 +171,21 @@ mod tests {
             } else {
                 vec![0.4f32, -0.9]
             };
-            for original in [0, 1] {
-                let g = t.loss_grad(&row, original);
+            // Origins decided negative (0) and positive (1).
+            let origins: [Vec<f32>; 2] = if act == Activation::None {
+                [vec![0.9, 0.1], vec![0.1, 0.9]]
+            } else {
+                [vec![2.0, -2.0], vec![-2.0, 2.0]]
+            };
+            for (original, origin) in origins.iter().enumerate() {
+                let origin = origin.as_slice();
+                let g = t.loss_grad(&row, origin);
                 for j in 0..2 {
                     let h = 1e-3f32;
                     let (mut a, mut b) = (row.clone(), row.clone());
                     a[j] += h;
                     b[j] -= h;
-                    let fd = (t.loss(&a, original) - t.loss(&b, original)) / (2.0 * h as f64);
+                    let fd = (t.loss(&a, origin) - t.loss(&b, origin)) / (2.0 * h as f64);
                     assert!(
                         (fd - g[j] as f64).abs() < 1e-3,
                         "{act:?} o={original} j={j}: fd {fd} vs {}",
@@ -184,7 +200,9 @@ mod tests {
     fn loss_falls_as_the_decision_moves_toward_the_flip() {
         let t = task(Activation::Softmax);
         // Original decision: positive (male). Lowering p(male) must lower the loss.
-        assert!(t.loss(&[0.0, 1.0], 1) > t.loss(&[0.0, 0.0], 1));
+        let origin = [0.0, 1.0];
+        assert!(t.loss(&[0.0, 1.0], &origin) > t.loss(&[0.0, 0.0], &origin));
+        assert!(t.changed(&[1.0, 0.0], &origin) && !t.changed(&[0.0, 0.5], &origin));
         assert_eq!(t.decision(&[0.0, 1.0]), 1);
         assert_eq!(t.score_name(), "p(male)");
     }

@@ -1,9 +1,11 @@
 //! What "the model's prediction" means for each kind of target, and how to attack it.
 //!
-//! A task turns the target's raw output rows into a per-sample **score** (what sensitivity is
-//! measured on), a **decision** (what a flip is), and a **loss** (what the search minimises,
-//! given the unedited decision), plus the loss gradient with respect to the raw output for the
-//! exact-gradient path. Adding a task = one file here plus one variant in [`TaskConfig`].
+//! A task reads the target's raw output row of an edited image against the row of the same
+//! sample unedited (its **origin**) and gives: a **score** (what sensitivity is measured on:
+//! the change of the score between origin and counterfactual), whether the prediction
+//! **changed** (a flipped decision, or a failure past a threshold), and the **loss** the search
+//! minimises, with its gradient with respect to the row (for the exact-gradient path).
+//! Adding a task = one file here plus one variant in [`TaskConfig`].
 
 mod binary;
 mod multiclass;
@@ -63,14 +65,14 @@ pub trait Task: Send + Sync {
     fn score_name(&self) -> String;
     /// Class names, where the task has them.
     fn labels(&self) -> Vec<String>;
-    /// The decision for one output row.
-    fn decision(&self, row: &[f32]) -> usize;
-    /// The score of one row, given the unedited decision of the same sample.
-    fn score(&self, row: &[f32], original: usize) -> f64;
-    /// Loss to minimise (pushes the decision away from `original`).
-    fn loss(&self, row: &[f32], original: usize) -> f64;
+    /// The score of `row`, relative to the unedited `origin` row of the same sample.
+    fn score(&self, row: &[f32], origin: &[f32]) -> f64;
+    /// Whether the prediction changed enough to count (a flip, or a failure).
+    fn changed(&self, row: &[f32], origin: &[f32]) -> bool;
+    /// Loss to minimise (pushes the prediction away from `origin`).
+    fn loss(&self, row: &[f32], origin: &[f32]) -> f64;
     /// ∂loss/∂row.
-    fn loss_grad(&self, row: &[f32], original: usize) -> Vec<f32>;
+    fn loss_grad(&self, row: &[f32], origin: &[f32]) -> Vec<f32>;
 }
 
 /// Checks a declared class index against the output width.

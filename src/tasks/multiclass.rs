@@ -71,6 +71,14 @@ impl MulticlassTask {
     }
 }
 
+impl MulticlassTask {
+    /// The decision for one row.
+    pub fn decision(&self, row: &[f32]) -> usize {
+        let p = self.probs(row);
+        (0..p.len()).fold(0, |best, i| if p[i] > p[best] { i } else { best })
+    }
+}
+
 impl Task for MulticlassTask {
     fn kind(&self) -> &'static str {
         "multiclass"
@@ -84,16 +92,17 @@ impl Task for MulticlassTask {
         self.config.labels.clone()
     }
 
-    fn decision(&self, row: &[f32]) -> usize {
-        let p = self.probs(row);
-        (0..p.len()).fold(0, |best, i| if p[i] > p[best] { i } else { best })
-    }
-
-    fn score(&self, row: &[f32], original: usize) -> f64 {
+    fn score(&self, row: &[f32], origin: &[f32]) -> f64 {
+        let original = self.decision(origin);
         self.probs(row)[original]
     }
 
-    fn loss(&self, row: &[f32], original: usize) -> f64 {
+    fn changed(&self, row: &[f32], origin: &[f32]) -> bool {
+        self.decision(row) != self.decision(origin)
+    }
+
+    fn loss(&self, row: &[f32], origin: &[f32]) -> f64 {
+        let original = self.decision(origin);
         let p = self.probs(row);
         match self.config.target_class {
             Some(t) => -p[t].clamp(P_EPS, 1.0).ln(),
@@ -101,7 +110,8 @@ impl Task for MulticlassTask {
         }
     }
 
-    fn loss_grad(&self, row: &[f32], original: usize) -> Vec<f32> {
+    fn loss_grad(&self, row: &[f32], origin: &[f32]) -> Vec<f32> {
+        let original = self.decision(origin);
         let p = self.probs(row);
         let (k, dl_dpk) = match self.config.target_class {
             Some(t) => (t, -1.0 / p[t].max(P_EPS)),
@@ -142,15 +152,15 @@ mod tests {
             };
             let t = MulticlassTask::new(c, "o", 3).unwrap();
             let row = vec![1.0f32, 0.2, -0.5];
-            let orig = t.decision(&row);
-            assert_eq!(orig, 0);
-            let g = t.loss_grad(&row, orig);
+            let orig = row.clone();
+            assert_eq!(t.decision(&orig), 0);
+            let g = t.loss_grad(&row, &orig);
             for j in 0..3 {
                 let h = 1e-3f32;
                 let (mut a, mut b) = (row.clone(), row.clone());
                 a[j] += h;
                 b[j] -= h;
-                let fd = (t.loss(&a, orig) - t.loss(&b, orig)) / (2.0 * h as f64);
+                let fd = (t.loss(&a, &orig) - t.loss(&b, &orig)) / (2.0 * h as f64);
                 assert!(
                     (fd - g[j] as f64).abs() < 1e-3,
                     "{target_class:?} j={j}: {fd} vs {}",
