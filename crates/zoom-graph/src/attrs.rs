@@ -70,14 +70,16 @@ impl AttrValue for Vec<String> {
 impl AttrValue for TensorProto {
     const TYPE: i32 = at::TENSOR;
     fn extract(a: &AttributeProto) -> std::result::Result<Self, String> {
-        a.t.clone().ok_or_else(|| "tensor attribute has no tensor".to_string())
+        a.t.clone()
+            .ok_or_else(|| "tensor attribute has no tensor".to_string())
     }
 }
 
 impl AttrValue for GraphProto {
     const TYPE: i32 = at::GRAPH;
     fn extract(a: &AttributeProto) -> std::result::Result<Self, String> {
-        a.g.clone().ok_or_else(|| "graph attribute has no graph".to_string())
+        a.g.clone()
+            .ok_or_else(|| "graph attribute has no graph".to_string())
     }
 }
 
@@ -124,7 +126,9 @@ impl NodeProto {
 
     /// Attribute `name` as `T`, `None` if absent, an error if it has another type.
     pub fn get_attr<T: AttrValue>(&self, name: &str) -> Result<Option<T>> {
-        let Some(a) = self.attr(name) else { return Ok(None) };
+        let Some(a) = self.attr(name) else {
+            return Ok(None);
+        };
         if !a.ref_attr_name.is_empty() {
             return Err(self.attr_error(name, "refers to a function attribute; not supported here"));
         }
@@ -135,7 +139,9 @@ impl NodeProto {
                 format!("expected {}, found {}", at::name(T::TYPE), at::name(t)),
             ));
         }
-        T::extract(a).map(Some).map_err(|m| self.attr_error(name, m))
+        T::extract(a)
+            .map(Some)
+            .map_err(|m| self.attr_error(name, m))
     }
 
     /// Attribute `name` as `T`, or `default` if absent.
@@ -145,7 +151,8 @@ impl NodeProto {
 
     /// Attribute `name` as `T`; an error if absent.
     pub fn attr_req<T: AttrValue>(&self, name: &str) -> Result<T> {
-        self.get_attr(name)?.ok_or_else(|| self.attr_error(name, "required but missing"))
+        self.get_attr(name)?
+            .ok_or_else(|| self.attr_error(name, "required but missing"))
     }
 
     /// Set (replace or add) an attribute.
@@ -159,32 +166,51 @@ impl NodeProto {
 }
 
 fn named(name: &str, t: i32) -> AttributeProto {
-    AttributeProto { name: name.to_string(), r#type: t, ..Default::default() }
+    AttributeProto {
+        name: name.to_string(),
+        r#type: t,
+        ..Default::default()
+    }
 }
 
 /// An `INT` attribute.
 pub fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { i: v, ..named(name, at::INT) }
+    AttributeProto {
+        i: v,
+        ..named(name, at::INT)
+    }
 }
 
 /// An `INTS` attribute.
 pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { ints: v.to_vec(), ..named(name, at::INTS) }
+    AttributeProto {
+        ints: v.to_vec(),
+        ..named(name, at::INTS)
+    }
 }
 
 /// A `FLOAT` attribute.
 pub fn float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { f: v, ..named(name, at::FLOAT) }
+    AttributeProto {
+        f: v,
+        ..named(name, at::FLOAT)
+    }
 }
 
 /// A `FLOATS` attribute.
 pub fn floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto { floats: v.to_vec(), ..named(name, at::FLOATS) }
+    AttributeProto {
+        floats: v.to_vec(),
+        ..named(name, at::FLOATS)
+    }
 }
 
 /// A `STRING` attribute.
 pub fn string(name: &str, v: &str) -> AttributeProto {
-    AttributeProto { s: v.as_bytes().to_vec(), ..named(name, at::STRING) }
+    AttributeProto {
+        s: v.as_bytes().to_vec(),
+        ..named(name, at::STRING)
+    }
 }
 
 /// A `STRINGS` attribute.
@@ -197,10 +223,16 @@ pub fn strings(name: &str, v: &[&str]) -> AttributeProto {
 
 /// A `TENSOR` attribute.
 pub fn tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { t: Some(t), ..named(name, at::TENSOR) }
+    AttributeProto {
+        t: Some(t),
+        ..named(name, at::TENSOR)
+    }
 }
 
 /// A `GRAPH` attribute.
 pub fn graph(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto { g: Some(g), ..named(name, at::GRAPH) }
+    AttributeProto {
+        g: Some(g),
+        ..named(name, at::GRAPH)
+    }
 }

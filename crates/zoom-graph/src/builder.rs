@@ -19,7 +19,9 @@
 
 use crate::error::{Error, Result};
 use crate::model::{is_default_domain, tensor_value_info, NameGen};
-use crate::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use crate::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 use crate::tensor::{float_tensor, i64_tensor, HostTensor};
 use crate::{attrs, DataType, Dim};
 
@@ -53,7 +55,7 @@ impl GraphBuilder {
         }
     }
 
-    /// A builder with the same default-domain opset as `model` (what [`crate::compose`] needs).
+    /// A builder with the same default-domain opset as `model` (what [`crate::compose()`] needs).
     pub fn for_model(model: &ModelProto) -> Result<Self> {
         Ok(Self::new(model.default_opset()?))
     }
@@ -88,20 +90,27 @@ impl GraphBuilder {
         if self.names.reserve(name) {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!("name \"{name}\" is already used in the graph")))
+            Err(Error::InvalidArgument(format!(
+                "name \"{name}\" is already used in the graph"
+            )))
         }
     }
 
     /// Declare a graph input. Panics never; a duplicate name gets a suffix (the returned name).
     pub fn input(&mut self, name: &str, dtype: DataType, dims: &[Dim]) -> String {
         let name = self.names.fresh(name);
-        self.inputs.push(tensor_value_info(&name, dtype, Some(dims)));
+        self.inputs
+            .push(tensor_value_info(&name, dtype, Some(dims)));
         name
     }
 
     /// Add an initializer; it keeps its name if that is free (the returned name).
     pub fn initializer(&mut self, mut t: TensorProto) -> String {
-        let base = if t.name.is_empty() { "const".to_string() } else { t.name.clone() };
+        let base = if t.name.is_empty() {
+            "const".to_string()
+        } else {
+            t.name.clone()
+        };
         t.name = self.names.fresh(&base);
         let name = t.name.clone();
         self.initializers.push(t);
@@ -120,7 +129,13 @@ impl GraphBuilder {
     }
 
     /// Add a float initializer of type `dtype` from f64 values.
-    pub fn constant_float(&mut self, hint: &str, dtype: DataType, dims: &[usize], values: &[f64]) -> String {
+    pub fn constant_float(
+        &mut self,
+        hint: &str,
+        dtype: DataType,
+        dims: &[usize],
+        values: &[f64],
+    ) -> String {
         self.initializer(float_tensor(hint, dtype, dims, values))
     }
 
@@ -136,7 +151,9 @@ impl GraphBuilder {
 
     /// Emit a default-domain node with one output; returns the output name.
     pub fn op(&mut self, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
-        self.op_multi(op_type, inputs, attrs, 1).pop().expect("one output")
+        self.op_multi(op_type, inputs, attrs, 1)
+            .pop()
+            .expect("one output")
     }
 
     /// Emit a default-domain node with `n_outputs` outputs.
@@ -165,7 +182,11 @@ impl GraphBuilder {
         self.nodes.push(NodeProto {
             name,
             op_type: op_type.to_string(),
-            domain: if is_default_domain(domain) { String::new() } else { domain.to_string() },
+            domain: if is_default_domain(domain) {
+                String::new()
+            } else {
+                domain.to_string()
+            },
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.clone(),
             attribute: attrs,
@@ -189,12 +210,21 @@ impl GraphBuilder {
     /// differ). Its type is inferred at [`GraphBuilder::build`].
     pub fn output(&mut self, value: &str, name: &str) -> String {
         let name = self.output_name(value, name);
-        self.outputs.push(ValueInfoProto { name: name.clone(), ..Default::default() });
+        self.outputs.push(ValueInfoProto {
+            name: name.clone(),
+            ..Default::default()
+        });
         name
     }
 
     /// Declare `value` as a graph output called `name` with an explicit type.
-    pub fn output_typed(&mut self, value: &str, name: &str, dtype: DataType, dims: Option<&[Dim]>) -> String {
+    pub fn output_typed(
+        &mut self,
+        value: &str,
+        name: &str,
+        dtype: DataType,
+        dims: Option<&[Dim]>,
+    ) -> String {
         let name = self.output_name(value, name);
         self.outputs.push(tensor_value_info(&name, dtype, dims));
         name
@@ -265,7 +295,11 @@ impl GraphBuilder {
 
     /// `Reduce*` over `axes` (attribute before the op's input form, an input after).
     pub fn reduce(&mut self, op_type: &str, x: &str, axes: &[i64], keepdims: bool) -> String {
-        let axes_as_input = if op_type == "ReduceSum" { self.opset >= 13 } else { self.opset >= 18 };
+        let axes_as_input = if op_type == "ReduceSum" {
+            self.opset >= 13
+        } else {
+            self.opset >= 18
+        };
         let keep = attrs::int("keepdims", keepdims as i64);
         if axes.is_empty() {
             return self.op(op_type, &[x], vec![keep]);
@@ -310,7 +344,14 @@ impl GraphBuilder {
     }
 
     /// `Slice` with constant starts/ends/axes/steps.
-    pub fn slice(&mut self, x: &str, starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> String {
+    pub fn slice(
+        &mut self,
+        x: &str,
+        starts: &[i64],
+        ends: &[i64],
+        axes: &[i64],
+        steps: &[i64],
+    ) -> String {
         let s = self.const_i64s(starts);
         let e = self.const_i64s(ends);
         let a = self.const_i64s(axes);
@@ -338,7 +379,12 @@ impl GraphBuilder {
     pub fn split(&mut self, x: &str, axis: i64, sizes: &[i64]) -> Vec<String> {
         if self.opset >= 13 {
             let s = self.const_i64s(sizes);
-            self.op_multi("Split", &[x, &s], vec![attrs::int("axis", axis)], sizes.len())
+            self.op_multi(
+                "Split",
+                &[x, &s],
+                vec![attrs::int("axis", axis)],
+                sizes.len(),
+            )
         } else {
             self.op_multi(
                 "Split",
@@ -395,7 +441,11 @@ impl GraphBuilder {
         let s = self.const_i64s(&shape);
         let v = HostTensor::float(dtype, vec![1], vec![value]);
         let v = if dtype.is_float() { v } else { v.cast(dtype) };
-        self.op("ConstantOfShape", &[&s], vec![attrs::tensor("value", v.to_proto("value"))])
+        self.op(
+            "ConstantOfShape",
+            &[&s],
+            vec![attrs::tensor("value", v.to_proto("value"))],
+        )
     }
 }
 
@@ -412,8 +462,15 @@ mod tests {
         b.output(&z, "z");
         let m = b.build().unwrap();
         let g = m.graph.unwrap();
-        assert_eq!(g.node[0].input.len(), 1, "opset 11 ReduceSum takes axes as attribute");
-        assert_eq!(g.output[0].dims().unwrap(), vec![Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(1)]);
+        assert_eq!(
+            g.node[0].input.len(),
+            1,
+            "opset 11 ReduceSum takes axes as attribute"
+        );
+        assert_eq!(
+            g.output[0].dims().unwrap(),
+            vec![Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(1)]
+        );
 
         let mut b = GraphBuilder::new(13);
         let x = b.input("x", DataType::FLOAT, &[Dim::Fixed(2), Dim::Fixed(3)]);
@@ -422,15 +479,26 @@ mod tests {
         b.output(&y, "y");
         b.output(&y2, "y2");
         let g = b.build().unwrap().graph.unwrap();
-        assert_eq!(g.node[0].input.len(), 2, "opset 13 ReduceSum takes axes as input");
-        assert_eq!(g.node[1].input.len(), 1, "opset 13 ReduceMean still uses the attribute");
+        assert_eq!(
+            g.node[0].input.len(),
+            2,
+            "opset 13 ReduceSum takes axes as input"
+        );
+        assert_eq!(
+            g.node[1].input.len(),
+            1,
+            "opset 13 ReduceMean still uses the attribute"
+        );
     }
 
     #[test]
     fn unknown_output_type_is_an_error() {
         let mut b = GraphBuilder::new(17);
         let x = b.input("x", DataType::FLOAT, &[Dim::Fixed(2)]);
-        let y = b.op_in_domain("com.example", "Mystery", &[&x], vec![], 1).pop().unwrap();
+        let y = b
+            .op_in_domain("com.example", "Mystery", &[&x], vec![], 1)
+            .pop()
+            .unwrap();
         b.output(&y, "y");
         let e = b.build().unwrap_err().to_string();
         assert!(e.contains("output_typed"), "{e}");

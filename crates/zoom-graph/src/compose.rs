@@ -29,7 +29,10 @@ impl ComposeOptions {
     /// Options with the given connections.
     pub fn connect(pairs: &[(&str, &str)]) -> Self {
         ComposeOptions {
-            io_map: pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            io_map: pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             ..Default::default()
         }
     }
@@ -38,20 +41,32 @@ impl ComposeOptions {
 /// Put `prefix` in front of `model`: `io_map` pairs (prefix output, model input). The result's
 /// inputs are the prefix's inputs plus the model's unconnected inputs; its outputs are the
 /// model's outputs (and unconnected prefix outputs).
-pub fn prepend(prefix: &ModelProto, model: &ModelProto, io_map: &[(&str, &str)]) -> Result<ModelProto> {
+pub fn prepend(
+    prefix: &ModelProto,
+    model: &ModelProto,
+    io_map: &[(&str, &str)],
+) -> Result<ModelProto> {
     compose(prefix, model, &ComposeOptions::connect(io_map))
 }
 
 /// Put `suffix` after `model`: `io_map` pairs (model output, suffix input). The result keeps all
 /// of the model's outputs and adds the suffix's outputs.
-pub fn append(model: &ModelProto, suffix: &ModelProto, io_map: &[(&str, &str)]) -> Result<ModelProto> {
+pub fn append(
+    model: &ModelProto,
+    suffix: &ModelProto,
+    io_map: &[(&str, &str)],
+) -> Result<ModelProto> {
     let mut opts = ComposeOptions::connect(io_map);
     opts.keep_first_outputs = true;
     compose(model, suffix, &opts)
 }
 
 /// Compose two models (see the module docs).
-pub fn compose(first: &ModelProto, second: &ModelProto, opts: &ComposeOptions) -> Result<ModelProto> {
+pub fn compose(
+    first: &ModelProto,
+    second: &ModelProto,
+    opts: &ComposeOptions,
+) -> Result<ModelProto> {
     let g1 = first.graph_ref()?;
     let g2 = second.graph_ref()?;
     let opset_import = merge_opsets(first, second)?;
@@ -67,12 +82,15 @@ pub fn compose(first: &ModelProto, second: &ModelProto, opts: &ComposeOptions) -
                 list(g1.output.iter().map(|v| v.name.as_str()))
             ))
         })?;
-        let inp = g2.input_info(i).filter(|_| !init2.contains(i.as_str())).ok_or_else(|| {
-            Error::Compose(format!(
-                "\"{i}\" is not an input of the second model (inputs: {})",
-                list(g2.real_inputs().into_iter().map(|v| v.name.as_str()))
-            ))
-        })?;
+        let inp = g2
+            .input_info(i)
+            .filter(|_| !init2.contains(i.as_str()))
+            .ok_or_else(|| {
+                Error::Compose(format!(
+                    "\"{i}\" is not an input of the second model (inputs: {})",
+                    list(g2.real_inputs().into_iter().map(|v| v.name.as_str()))
+                ))
+            })?;
         if let (Some(a), Some(b)) = (out.dtype(), inp.dtype()) {
             if a != b {
                 return Err(Error::Compose(format!(
@@ -100,7 +118,11 @@ pub fn compose(first: &ModelProto, second: &ModelProto, opts: &ComposeOptions) -
     let mut gen = NameGen::new(names2.iter().cloned().chain(g1.all_names()).collect());
     let prefix = opts.rename_prefix.clone().unwrap_or_else(|| "pre_".into());
     let mut rename: HashMap<String, String> = HashMap::new();
-    let first_inputs: HashSet<&str> = g1.real_inputs().into_iter().map(|v| v.name.as_str()).collect();
+    let first_inputs: HashSet<&str> = g1
+        .real_inputs()
+        .into_iter()
+        .map(|v| v.name.as_str())
+        .collect();
     let mut shared_inputs: HashSet<String> = HashSet::new();
     let kept_first_outputs: Vec<&str> = g1
         .output
@@ -158,9 +180,12 @@ pub fn compose(first: &ModelProto, second: &ModelProto, opts: &ComposeOptions) -
         g.initializer.push(t);
     }
     g.initializer.extend(g2.initializer.iter().cloned());
-    g.sparse_initializer.extend(g2.sparse_initializer.iter().cloned());
+    g.sparse_initializer
+        .extend(g2.sparse_initializer.iter().cloned());
     if !g1.sparse_initializer.is_empty() {
-        return Err(Error::Compose("the first model has sparse initializers; not supported".into()));
+        return Err(Error::Compose(
+            "the first model has sparse initializers; not supported".into(),
+        ));
     }
     for n in &g1.node {
         g.node.push(rename_node(n, &rn));
@@ -181,18 +206,29 @@ pub fn compose(first: &ModelProto, second: &ModelProto, opts: &ComposeOptions) -
         g.value_info.push(v);
     }
     // The connected second-model inputs keep their declared types as value_info.
-    for v in g2.input.iter().filter(|v| connected_in.contains(v.name.as_str())) {
+    for v in g2
+        .input
+        .iter()
+        .filter(|v| connected_in.contains(v.name.as_str()))
+    {
         g.value_info.push(v.clone());
     }
     g.value_info.extend(g2.value_info.iter().cloned());
-    for v in g1.output.iter().filter(|v| kept_first_outputs.contains(&v.name.as_str())) {
+    for v in g1
+        .output
+        .iter()
+        .filter(|v| kept_first_outputs.contains(&v.name.as_str()))
+    {
         g.output.push(v.clone());
     }
     g.output.extend(g2.output.iter().cloned());
 
     let mut functions = first.functions.clone();
     for f in &second.functions {
-        match functions.iter().find(|x| x.name == f.name && x.domain == f.domain && x.overload == f.overload) {
+        match functions
+            .iter()
+            .find(|x| x.name == f.name && x.domain == f.domain && x.overload == f.overload)
+        {
             Some(x) if x == f => {}
             Some(_) => {
                 return Err(Error::Compose(format!(
@@ -297,7 +333,13 @@ fn merge_opsets(a: &ModelProto, b: &ModelProto) -> Result<Vec<OperatorSetIdProto
     let mut out: Vec<OperatorSetIdProto> = vec![];
     for o in a.opset_import.iter().chain(&b.opset_import) {
         let default = is_default_domain(&o.domain);
-        match out.iter_mut().find(|x| if default { is_default_domain(&x.domain) } else { x.domain == o.domain }) {
+        match out.iter_mut().find(|x| {
+            if default {
+                is_default_domain(&x.domain)
+            } else {
+                x.domain == o.domain
+            }
+        }) {
             Some(x) if x.version == o.version => {}
             Some(x) => {
                 return Err(Error::Compose(format!(
@@ -332,10 +374,20 @@ mod tests {
         let m = model(17, "x", "logits", "Mul", "w");
         let c = prepend(&pre, &m, &[("pixels", "x")]).unwrap();
         let g = c.graph.as_ref().unwrap();
-        assert_eq!(g.input.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), vec!["image"]);
-        assert_eq!(g.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), vec!["logits"]);
+        assert_eq!(
+            g.input.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            vec!["image"]
+        );
+        assert_eq!(
+            g.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            vec!["logits"]
+        );
         let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(inits.len(), 2, "clashing initializer \"w\" was renamed: {inits:?}");
+        assert_eq!(
+            inits.len(),
+            2,
+            "clashing initializer \"w\" was renamed: {inits:?}"
+        );
         g.topological_order().unwrap();
     }
 
@@ -343,11 +395,19 @@ mod tests {
     fn errors_name_the_problem() {
         let pre = model(17, "image", "pixels", "Sub", "w");
         let m13 = model(13, "x", "logits", "Mul", "w");
-        assert!(prepend(&pre, &m13, &[("pixels", "x")]).unwrap_err().to_string().contains("opsets (17 and 13)"));
+        assert!(prepend(&pre, &m13, &[("pixels", "x")])
+            .unwrap_err()
+            .to_string()
+            .contains("opsets (17 and 13)"));
         let m = model(17, "x", "logits", "Mul", "w");
         let e = prepend(&pre, &m, &[("nope", "x")]).unwrap_err().to_string();
-        assert!(e.contains("\"nope\" is not an output") && e.contains("pixels"), "{e}");
-        let e = prepend(&pre, &m, &[("pixels", "y")]).unwrap_err().to_string();
+        assert!(
+            e.contains("\"nope\" is not an output") && e.contains("pixels"),
+            "{e}"
+        );
+        let e = prepend(&pre, &m, &[("pixels", "y")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"y\" is not an input"), "{e}");
     }
 
@@ -357,11 +417,22 @@ mod tests {
         let head = model(17, "logits_in", "loss", "Add", "w");
         let c = append(&m, &head, &[("logits", "logits_in")]).unwrap();
         let g = c.graph.as_ref().unwrap();
-        assert_eq!(g.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), vec!["logits", "loss"]);
+        assert_eq!(
+            g.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            vec!["logits", "loss"]
+        );
         // Shared input: both take "x".
         let a = model(17, "x", "a", "Mul", "w1");
         let b = model(17, "x", "b", "Add", "w2");
-        let c = compose(&a, &b, &ComposeOptions { keep_first_outputs: true, ..Default::default() }).unwrap();
+        let c = compose(
+            &a,
+            &b,
+            &ComposeOptions {
+                keep_first_outputs: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.graph.as_ref().unwrap().input.len(), 1);
     }
 
@@ -373,7 +444,12 @@ mod tests {
         let pre = model(17, "image", "pixels", "Sub", "w");
         let m = model(17, "x", "logits", "Mul", "w");
         let head = model(17, "logits_in", "loss", "Add", "w");
-        let c = append(&prepend(&pre, &m, &[("pixels", "x")]).unwrap(), &head, &[("logits", "logits_in")]).unwrap();
+        let c = append(
+            &prepend(&pre, &m, &[("pixels", "x")]).unwrap(),
+            &head,
+            &[("logits", "logits_in")],
+        )
+        .unwrap();
         let mut r = Runner::new(&c).unwrap();
         let x = HostTensor::float(DataType::FLOAT, vec![1, 3], vec![1.0, 1.0, 1.0]);
         let out = r.run(&[("image", &x)]).unwrap();

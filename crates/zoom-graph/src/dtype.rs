@@ -45,7 +45,10 @@ impl DataType {
 
     /// True for the real floating-point types, the only ones gradients flow through.
     pub fn is_float(self) -> bool {
-        matches!(self, Self::FLOAT | Self::DOUBLE | Self::FLOAT16 | Self::BFLOAT16)
+        matches!(
+            self,
+            Self::FLOAT | Self::DOUBLE | Self::FLOAT16 | Self::BFLOAT16
+        )
     }
 
     /// True for the signed and unsigned integer types.

@@ -115,7 +115,10 @@ impl Error {
     /// True for the errors that mean "this model needs finite differences": an operator or an
     /// operator variant without a gradient rule.
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, Error::UnsupportedOp { .. } | Error::UnsupportedVariant { .. })
+        matches!(
+            self,
+            Error::UnsupportedOp { .. } | Error::UnsupportedVariant { .. }
+        )
     }
 }
 
@@ -128,7 +131,9 @@ pub struct Warning {
 
 impl Warning {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Warning { message: message.into() }
+        Warning {
+            message: message.into(),
+        }
     }
 }
 

@@ -25,8 +25,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db {
             da
         } else if da == 1 {
@@ -93,7 +101,9 @@ fn map_num(t: &HostTensor, fi: impl Fn(i64) -> i64, ff: impl Fn(f64) -> f64) -> 
             t.shape.clone(),
             v.iter().map(|&x| round_to(t.dtype, ff(x))).collect(),
         ),
-        TensorData::Int(v) => HostTensor::int(t.dtype, t.shape.clone(), v.iter().map(|&x| fi(x)).collect()),
+        TensorData::Int(v) => {
+            HostTensor::int(t.dtype, t.shape.clone(), v.iter().map(|&x| fi(x)).collect())
+        }
     }
 }
 
@@ -119,24 +129,42 @@ fn binary(
             let y = b.to_f64s();
             let v: Vec<f64> = ia.iter().zip(&ib).map(|(&i, &j)| ff(x[i], y[j])).collect();
             if out_dtype.is_float() {
-                Some(HostTensor::float(out_dtype, shape, v.into_iter().map(|z| round_to(out_dtype, z)).collect()))
+                Some(HostTensor::float(
+                    out_dtype,
+                    shape,
+                    v.into_iter().map(|z| round_to(out_dtype, z)).collect(),
+                ))
             } else {
-                Some(HostTensor::int(out_dtype, shape, v.into_iter().map(|z| z as i64).collect()))
+                Some(HostTensor::int(
+                    out_dtype,
+                    shape,
+                    v.into_iter().map(|z| z as i64).collect(),
+                ))
             }
         }
     }
 }
 
 fn compare(a: &HostTensor, b: &HostTensor, f: impl Fn(f64, f64) -> bool) -> Option<HostTensor> {
-    binary(a, b, Some(DataType::BOOL), |x, y| Some(f(x as f64, y as f64) as i64), |x, y| f(x, y) as i64 as f64)
-        .map(|t| t.cast(DataType::BOOL))
+    binary(
+        a,
+        b,
+        Some(DataType::BOOL),
+        |x, y| Some(f(x as f64, y as f64) as i64),
+        |x, y| f(x, y) as i64 as f64,
+    )
+    .map(|t| t.cast(DataType::BOOL))
 }
 
 /// Gather elements at flat `indices` (into `t`) into a new tensor of `shape`.
 fn take(t: &HostTensor, indices: &[usize], shape: Vec<usize>) -> HostTensor {
     match &t.data {
-        TensorData::Float(v) => HostTensor::float(t.dtype, shape, indices.iter().map(|&i| v[i]).collect()),
-        TensorData::Int(v) => HostTensor::int(t.dtype, shape, indices.iter().map(|&i| v[i]).collect()),
+        TensorData::Float(v) => {
+            HostTensor::float(t.dtype, shape, indices.iter().map(|&i| v[i]).collect())
+        }
+        TensorData::Int(v) => {
+            HostTensor::int(t.dtype, shape, indices.iter().map(|&i| v[i]).collect())
+        }
     }
 }
 
@@ -204,7 +232,11 @@ pub fn slice_params(start: i64, end: i64, step: i64, dim: usize) -> (usize, i64,
         (clamp(s, -1, d - 1), clamp(e, -1, d - 1))
     };
     let count = if step > 0 {
-        if e > s { (e - s + step - 1) / step } else { 0 }
+        if e > s {
+            (e - s + step - 1) / step
+        } else {
+            0
+        }
     } else if s > e {
         (s - e + (-step) - 1) / (-step)
     } else {
@@ -214,11 +246,19 @@ pub fn slice_params(start: i64, end: i64, step: i64, dim: usize) -> (usize, i64,
 }
 
 /// Generic reduction over `axes` (empty = all).
-fn reduce(t: &HostTensor, axes: &[usize], keepdims: bool, init: f64, f: impl Fn(f64, f64) -> f64) -> HostTensor {
+fn reduce(
+    t: &HostTensor,
+    axes: &[usize],
+    keepdims: bool,
+    init: f64,
+    f: impl Fn(f64, f64) -> f64,
+) -> HostTensor {
     let r = t.shape.len();
     let reduce_all = axes.is_empty();
     let is_red = |ax: usize| reduce_all || axes.contains(&ax);
-    let kept_shape: Vec<usize> = (0..r).map(|ax| if is_red(ax) { 1 } else { t.shape[ax] }).collect();
+    let kept_shape: Vec<usize> = (0..r)
+        .map(|ax| if is_red(ax) { 1 } else { t.shape[ax] })
+        .collect();
     let ost = strides(&kept_shape);
     let mut acc = vec![init; numel(&kept_shape)];
     let vals = t.to_f64s();
@@ -242,10 +282,17 @@ fn reduce(t: &HostTensor, axes: &[usize], keepdims: bool, init: f64, f: impl Fn(
     let shape = if keepdims {
         kept_shape
     } else {
-        (0..r).filter(|&ax| !is_red(ax)).map(|ax| t.shape[ax]).collect()
+        (0..r)
+            .filter(|&ax| !is_red(ax))
+            .map(|ax| t.shape[ax])
+            .collect()
     };
     if t.dtype.is_float() {
-        HostTensor::float(t.dtype, shape, acc.into_iter().map(|x| round_to(t.dtype, x)).collect())
+        HostTensor::float(
+            t.dtype,
+            shape,
+            acc.into_iter().map(|x| round_to(t.dtype, x)).collect(),
+        )
     } else {
         HostTensor::int(t.dtype, shape, acc.into_iter().map(|x| x as i64).collect())
     }
@@ -274,7 +321,11 @@ fn concat(ts: &[&HostTensor], axis: usize) -> Option<HostTensor> {
             }
         }
     }
-    Some(if float { HostTensor::float(dtype, shape, fv) } else { HostTensor::int(dtype, shape, iv) })
+    Some(if float {
+        HostTensor::float(dtype, shape, fv)
+    } else {
+        HostTensor::int(dtype, shape, iv)
+    })
 }
 
 fn expand(t: &HostTensor, shape: &[usize]) -> Option<HostTensor> {
@@ -285,7 +336,11 @@ fn expand(t: &HostTensor, shape: &[usize]) -> Option<HostTensor> {
 
 /// Evaluate one node on constant inputs (`None` for an omitted optional input). Returns
 /// `Ok(None)` if the operator or this variant is not implemented here.
-pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -> Result<Option<Vec<HostTensor>>> {
+pub fn eval_node(
+    node: &NodeProto,
+    opset: i64,
+    inputs: &[Option<&HostTensor>],
+) -> Result<Option<Vec<HostTensor>>> {
     if !node.is_default_domain() {
         return Ok(None);
     }
@@ -310,15 +365,29 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             let dims: Vec<i64> = x.shape[s..e.max(s)].iter().map(|&d| d as i64).collect();
             one(Some(HostTensor::i64s(&dims)))
         }
-        "Size" => one(Some(HostTensor::int(DataType::INT64, vec![], vec![x.len() as i64]))),
+        "Size" => one(Some(HostTensor::int(
+            DataType::INT64,
+            vec![],
+            vec![x.len() as i64],
+        ))),
         "Neg" => one(Some(map_num(x, |v| -v, |v| -v))),
         "Abs" => one(Some(map_num(x, i64::abs, f64::abs))),
-        "Sign" => one(Some(map_num(x, i64::signum, |v| if v == 0.0 { 0.0 } else { v.signum() }))),
+        "Sign" => one(Some(map_num(x, i64::signum, |v| {
+            if v == 0.0 {
+                0.0
+            } else {
+                v.signum()
+            }
+        }))),
         "Floor" => one(map_f(x, f64::floor)),
         "Ceil" => one(map_f(x, f64::ceil)),
         "Round" => one(map_f(x, |v| {
             let r = v.round();
-            if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
+            if (v - v.trunc()).abs() == 0.5 {
+                2.0 * (v / 2.0).round()
+            } else {
+                r
+            }
         })),
         "Sqrt" => one(map_f(x, f64::sqrt)),
         "Exp" => one(map_f(x, f64::exp)),
@@ -327,9 +396,14 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
         "Relu" => one(Some(map_num(x, |v| v.max(0), |v| v.max(0.0)))),
         "Sigmoid" => one(map_f(x, |v| 1.0 / (1.0 + (-v).exp()))),
         "Tanh" => one(map_f(x, f64::tanh)),
-        "Not" => one(Some(HostTensor::int(DataType::BOOL, x.shape.clone(), x.to_i64s().iter().map(|&v| (v == 0) as i64).collect()))),
+        "Not" => one(Some(HostTensor::int(
+            DataType::BOOL,
+            x.shape.clone(),
+            x.to_i64s().iter().map(|&v| (v == 0) as i64).collect(),
+        ))),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean"
-        | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+        | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or"
+        | "Xor" => {
             let Some(y) = inp(1) else {
                 return Ok(match op {
                     "Max" | "Min" | "Sum" | "Mean" if inputs.len() == 1 => Some(vec![x.clone()]),
@@ -341,7 +415,13 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
                 "Sub" => binary(x, y, None, |a, b| a.checked_sub(b), |a, b| a - b),
                 "Mul" => binary(x, y, None, |a, b| a.checked_mul(b), |a, b| a * b),
                 "Div" => binary(x, y, None, |a, b| a.checked_div(b), |a, b| a / b),
-                "Pow" => binary(x, y, Some(x.dtype), |a, b| u32::try_from(b).ok().and_then(|b| a.checked_pow(b)), f64::powf),
+                "Pow" => binary(
+                    x,
+                    y,
+                    Some(x.dtype),
+                    |a, b| u32::try_from(b).ok().and_then(|b| a.checked_pow(b)),
+                    f64::powf,
+                ),
                 "Mod" => {
                     let fmod = node.attr_or::<i64>("fmod", 0)? == 1;
                     binary(
@@ -392,9 +472,15 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             one(r)
         }
         "Where" => {
-            let (Some(a), Some(b)) = (inp(1), inp(2)) else { return Ok(None) };
-            let Some(ab) = broadcast_shapes(&a.shape, &b.shape) else { return Ok(None) };
-            let Some(shape) = broadcast_shapes(&x.shape, &ab) else { return Ok(None) };
+            let (Some(a), Some(b)) = (inp(1), inp(2)) else {
+                return Ok(None);
+            };
+            let Some(ab) = broadcast_shapes(&a.shape, &b.shape) else {
+                return Ok(None);
+            };
+            let Some(shape) = broadcast_shapes(&x.shape, &ab) else {
+                return Ok(None);
+            };
             let ic = broadcast_indices(&x.shape, &shape);
             let ia = broadcast_indices(&a.shape, &shape);
             let ib = broadcast_indices(&b.shape, &shape);
@@ -403,12 +489,16 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
                 (TensorData::Float(va), TensorData::Float(vb)) => HostTensor::float(
                     a.dtype,
                     shape.clone(),
-                    (0..ic.len()).map(|k| if c[ic[k]] != 0 { va[ia[k]] } else { vb[ib[k]] }).collect(),
+                    (0..ic.len())
+                        .map(|k| if c[ic[k]] != 0 { va[ia[k]] } else { vb[ib[k]] })
+                        .collect(),
                 ),
                 (TensorData::Int(va), TensorData::Int(vb)) => HostTensor::int(
                     a.dtype,
                     shape.clone(),
-                    (0..ic.len()).map(|k| if c[ic[k]] != 0 { va[ia[k]] } else { vb[ib[k]] }).collect(),
+                    (0..ic.len())
+                        .map(|k| if c[ic[k]] != 0 { va[ia[k]] } else { vb[ib[k]] })
+                        .collect(),
                 ),
                 _ => return Ok(None),
             };
@@ -449,13 +539,24 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
                     Some(a) => a.iter().filter_map(|&v| norm_axis(v, r)).collect(),
                     None => (0..r).filter(|&i| x.shape[i] == 1).collect(),
                 };
-                t.shape = (0..r).filter(|i| !axes.contains(i)).map(|i| x.shape[i]).collect();
+                t.shape = (0..r)
+                    .filter(|i| !axes.contains(i))
+                    .map(|i| x.shape[i])
+                    .collect();
             } else {
                 let Some(axes) = axes else { return Ok(None) };
                 let r = x.shape.len() + axes.len();
                 let axes: Vec<usize> = axes.iter().filter_map(|&v| norm_axis(v, r)).collect();
                 let mut it = x.shape.iter();
-                t.shape = (0..r).map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect();
+                t.shape = (0..r)
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            1
+                        } else {
+                            *it.next().unwrap_or(&1)
+                        }
+                    })
+                    .collect();
             }
             one(Some(t))
         }
@@ -463,13 +564,17 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             let ts: Option<Vec<&HostTensor>> = inputs.iter().copied().collect();
             let Some(ts) = ts else { return Ok(None) };
             let axis = node.attr_req::<i64>("axis")?;
-            let Some(a) = norm_axis(axis, x.shape.len()) else { return Ok(None) };
+            let Some(a) = norm_axis(axis, x.shape.len()) else {
+                return Ok(None);
+            };
             one(concat(&ts, a))
         }
         "Gather" => {
             let Some(ind) = inp(1) else { return Ok(None) };
             let r = x.shape.len();
-            let Some(axis) = norm_axis(node.attr_or::<i64>("axis", 0)?, r) else { return Ok(None) };
+            let Some(axis) = norm_axis(node.attr_or::<i64>("axis", 0)?, r) else {
+                return Ok(None);
+            };
             let d = x.shape[axis] as i64;
             let outer: usize = x.shape[..axis].iter().product();
             let inner: usize = x.shape[axis + 1..].iter().product();
@@ -479,7 +584,9 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
                 for &i in &ids {
                     let i = if i < 0 { i + d } else { i };
                     if i < 0 || i >= d {
-                        return Err(node.error(format!("Gather index {i} out of range for axis of size {d}")));
+                        return Err(node.error(format!(
+                            "Gather index {i} out of range for axis of size {d}"
+                        )));
                     }
                     for k in 0..inner {
                         idx.push((o * d as usize + i as usize) * inner + k);
@@ -492,15 +599,23 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             one(Some(take(x, &idx, shape)))
         }
         "Slice" => {
-            let (Some(s), Some(e)) = (inp(1), inp(2)) else { return Ok(None) };
+            let (Some(s), Some(e)) = (inp(1), inp(2)) else {
+                return Ok(None);
+            };
             let r = x.shape.len();
             let starts = s.to_i64s();
             let ends = e.to_i64s();
-            let axes = inp(3).map(|a| a.to_i64s()).unwrap_or_else(|| (0..starts.len() as i64).collect());
-            let steps = inp(4).map(|a| a.to_i64s()).unwrap_or_else(|| vec![1; starts.len()]);
+            let axes = inp(3)
+                .map(|a| a.to_i64s())
+                .unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = inp(4)
+                .map(|a| a.to_i64s())
+                .unwrap_or_else(|| vec![1; starts.len()]);
             let mut spec: Vec<(usize, i64, usize)> = x.shape.iter().map(|&d| (0, 1, d)).collect();
             for k in 0..starts.len() {
-                let Some(ax) = norm_axis(axes[k], r) else { return Ok(None) };
+                let Some(ax) = norm_axis(axes[k], r) else {
+                    return Ok(None);
+                };
                 if steps[k] == 0 {
                     return Err(node.error("Slice step 0"));
                 }
@@ -524,7 +639,12 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
         "Tile" => {
             let Some(rep) = inp(1) else { return Ok(None) };
             let rep = rep.to_i64s();
-            let shape: Vec<usize> = x.shape.iter().zip(&rep).map(|(&d, &r)| d * r as usize).collect();
+            let shape: Vec<usize> = x
+                .shape
+                .iter()
+                .zip(&rep)
+                .map(|(&d, &r)| d * r as usize)
+                .collect();
             let st = strides(&x.shape);
             let n = numel(&shape);
             let mut idx = Vec::with_capacity(n);
@@ -556,7 +676,9 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             one(Some(t))
         }
         "Range" => {
-            let (Some(l), Some(d)) = (inp(1), inp(2)) else { return Ok(None) };
+            let (Some(l), Some(d)) = (inp(1), inp(2)) else {
+                return Ok(None);
+            };
             let (s, l, d) = (x.to_f64s()[0], l.to_f64s()[0], d.to_f64s()[0]);
             if d == 0.0 {
                 return Err(node.error("Range delta is 0"));
@@ -571,11 +693,18 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
         }
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" => {
             let r = x.shape.len();
-            let axes_in: Option<Vec<i64>> =
-                if (op == "ReduceSum" && opset >= 13) || opset >= 18 { inp(1).map(|a| a.to_i64s()) } else { node.get_attr("axes")? };
+            let axes_in: Option<Vec<i64>> = if (op == "ReduceSum" && opset >= 13) || opset >= 18 {
+                inp(1).map(|a| a.to_i64s())
+            } else {
+                node.get_attr("axes")?
+            };
             let keep = node.attr_or::<i64>("keepdims", 1)? == 1;
             let noop = node.attr_or::<i64>("noop_with_empty_axes", 0)? == 1;
-            let axes: Vec<usize> = axes_in.unwrap_or_default().iter().filter_map(|&a| norm_axis(a, r)).collect();
+            let axes: Vec<usize> = axes_in
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&a| norm_axis(a, r))
+                .collect();
             if axes.is_empty() && noop {
                 return one(Some(x.clone()));
             }
@@ -585,7 +714,11 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
                 "ReduceMax" => reduce(x, &axes, keep, f64::NEG_INFINITY, f64::max),
                 "ReduceMin" => reduce(x, &axes, keep, f64::INFINITY, f64::min),
                 _ => {
-                    let count: usize = if axes.is_empty() { x.len() } else { axes.iter().map(|&a| x.shape[a]).product() };
+                    let count: usize = if axes.is_empty() {
+                        x.len()
+                    } else {
+                        axes.iter().map(|&a| x.shape[a]).product()
+                    };
                     let s = reduce(x, &axes, keep, 0.0, |a, b| a + b);
                     match map_f(&s, |v| v / count as f64) {
                         Some(t) => t,
@@ -597,19 +730,23 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
         }
         "Split" => {
             let r = x.shape.len();
-            let Some(axis) = norm_axis(node.attr_or::<i64>("axis", 0)?, r) else { return Ok(None) };
+            let Some(axis) = norm_axis(node.attr_or::<i64>("axis", 0)?, r) else {
+                return Ok(None);
+            };
             let sizes: Vec<i64> = if opset >= 13 {
                 match inp(1) {
                     Some(s) => s.to_i64s(),
                     None => even_split(x.shape[axis], node.output.len()),
                 }
             } else {
-                node.get_attr::<Vec<i64>>("split")?.unwrap_or_else(|| even_split(x.shape[axis], node.output.len()))
+                node.get_attr::<Vec<i64>>("split")?
+                    .unwrap_or_else(|| even_split(x.shape[axis], node.output.len()))
             };
             let mut outs = Vec::new();
             let mut start = 0usize;
             for &s in &sizes {
-                let mut spec: Vec<(usize, i64, usize)> = x.shape.iter().map(|&d| (0, 1, d)).collect();
+                let mut spec: Vec<(usize, i64, usize)> =
+                    x.shape.iter().map(|&d| (0, 1, d)).collect();
                 spec[axis] = (start, 1, s as usize);
                 outs.push(slice_host(x, &spec));
                 start += s as usize;
@@ -635,7 +772,11 @@ pub fn eval_node(node: &NodeProto, opset: i64, inputs: &[Option<&HostTensor>]) -
             if !x.dtype.is_float() {
                 return Ok(None);
             }
-            one(Some(HostTensor::float(x.dtype, vec![m, n], out.into_iter().map(|v| round_to(x.dtype, v)).collect())))
+            one(Some(HostTensor::float(
+                x.dtype,
+                vec![m, n],
+                out.into_iter().map(|v| round_to(x.dtype, v)).collect(),
+            )))
         }
         _ => Ok(None),
     }
@@ -667,10 +808,18 @@ pub fn constant_value(node: &NodeProto) -> Result<Option<HostTensor>> {
         return HostTensor::from_proto(&t).map(Some);
     }
     if let Some(v) = node.get_attr::<f32>("value_float")? {
-        return Ok(Some(HostTensor::float(DataType::FLOAT, vec![], vec![v as f64])));
+        return Ok(Some(HostTensor::float(
+            DataType::FLOAT,
+            vec![],
+            vec![v as f64],
+        )));
     }
     if let Some(v) = node.get_attr::<Vec<f32>>("value_floats")? {
-        return Ok(Some(HostTensor::float(DataType::FLOAT, vec![v.len()], v.iter().map(|&x| x as f64).collect())));
+        return Ok(Some(HostTensor::float(
+            DataType::FLOAT,
+            vec![v.len()],
+            v.iter().map(|&x| x as f64).collect(),
+        )));
     }
     if let Some(v) = node.get_attr::<i64>("value_int")? {
         return Ok(Some(HostTensor::int(DataType::INT64, vec![], vec![v])));
@@ -700,9 +849,14 @@ pub fn reshape_target(input: &[usize], target: &[i64], allowzero: bool) -> Optio
             _ => return None,
         }
     }
-    let known: usize = out.iter().enumerate().filter(|(i, _)| Some(*i) != infer).map(|(_, &d)| d).product();
+    let known: usize = out
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != infer)
+        .map(|(_, &d)| d)
+        .product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return None;
         }
         out[i] = total / known;
@@ -718,7 +872,11 @@ mod tests {
     use crate::attrs;
 
     fn node(op: &str, a: Vec<crate::proto::AttributeProto>) -> NodeProto {
-        NodeProto { op_type: op.into(), attribute: a, ..Default::default() }
+        NodeProto {
+            op_type: op.into(),
+            attribute: a,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -731,7 +889,9 @@ mod tests {
         let e = HostTensor::i64s(&[i64::MIN]);
         let a = HostTensor::i64s(&[1]);
         let st = HostTensor::i64s(&[-2]);
-        let r = eval_node(&n, 17, &[Some(&t), Some(&s), Some(&e), Some(&a), Some(&st)]).unwrap().unwrap();
+        let r = eval_node(&n, 17, &[Some(&t), Some(&s), Some(&e), Some(&a), Some(&st)])
+            .unwrap()
+            .unwrap();
         assert_eq!(r[0].shape, vec![2, 2]);
         assert_eq!(r[0].to_i64s(), vec![2, 0, 5, 3]);
     }
@@ -739,21 +899,41 @@ mod tests {
     #[test]
     fn shape_chain() {
         let x = HostTensor::float(DataType::FLOAT, vec![2, 3, 4], vec![0.0; 24]);
-        let shape = eval_node(&node("Shape", vec![]), 17, &[Some(&x)]).unwrap().unwrap().remove(0);
-        let g = eval_node(&node("Gather", vec![attrs::int("axis", 0)]), 17, &[Some(&shape), Some(&HostTensor::int(DataType::INT64, vec![], vec![0]))])
+        let shape = eval_node(&node("Shape", vec![]), 17, &[Some(&x)])
             .unwrap()
             .unwrap()
             .remove(0);
+        let g = eval_node(
+            &node("Gather", vec![attrs::int("axis", 0)]),
+            17,
+            &[
+                Some(&shape),
+                Some(&HostTensor::int(DataType::INT64, vec![], vec![0])),
+            ],
+        )
+        .unwrap()
+        .unwrap()
+        .remove(0);
         assert_eq!(g.shape, Vec::<usize>::new());
         assert_eq!(g.to_i64s(), vec![2]);
         let red = eval_node(
             &node("ReduceSum", vec![attrs::int("keepdims", 0)]),
             17,
-            &[Some(&HostTensor::int(DataType::INT64, vec![2, 2], vec![1, 2, 3, 4])), Some(&HostTensor::i64s(&[1]))],
+            &[
+                Some(&HostTensor::int(
+                    DataType::INT64,
+                    vec![2, 2],
+                    vec![1, 2, 3, 4],
+                )),
+                Some(&HostTensor::i64s(&[1])),
+            ],
         )
         .unwrap()
         .unwrap();
         assert_eq!(red[0].to_i64s(), vec![3, 7]);
-        assert_eq!(reshape_target(&[2, 3, 4], &[0, -1], false), Some(vec![2, 12]));
+        assert_eq!(
+            reshape_target(&[2, 3, 4], &[0, -1], false),
+            Some(vec![2, 12])
+        );
     }
 }

@@ -47,10 +47,16 @@ pub fn read_model(path: impl AsRef<Path>) -> Result<ModelProto> {
 /// Read an ONNX model file.
 pub fn read_model_with(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<ModelProto> {
     let path = path.as_ref();
-    let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if meta.is_dir() {
-        return Err(Error::Parse { path: path.into(), message: "is a directory".into() });
+        return Err(Error::Parse {
+            path: path.into(),
+            message: "is a directory".into(),
+        });
     }
     if meta.len() > opts.max_file_bytes {
         return Err(Error::TooLarge {
@@ -64,7 +70,11 @@ pub fn read_model_with(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Mod
     let mut model = decode_model(&bytes, path)?;
     if opts.load_external_data {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut loader = ExternalLoader { model: path, dir, budget: opts.max_external_bytes };
+        let mut loader = ExternalLoader {
+            model: path,
+            dir,
+            budget: opts.max_external_bytes,
+        };
         if let Some(g) = model.graph.as_mut() {
             loader.graph(g)?;
         }
@@ -74,18 +84,27 @@ pub fn read_model_with(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Mod
 
 /// Decode a model from bytes; `path` is only used in error messages.
 pub fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
-    let parse = |message: String| Error::Parse { path: path.into(), message };
+    let parse = |message: String| Error::Parse {
+        path: path.into(),
+        message,
+    };
     if bytes.is_empty() {
         return Err(parse("the file is empty".into()));
     }
     let model = ModelProto::decode(bytes).map_err(|e| {
-        parse(format!("protobuf decoding failed ({e}); the file is truncated, corrupt or not ONNX"))
+        parse(format!(
+            "protobuf decoding failed ({e}); the file is truncated, corrupt or not ONNX"
+        ))
     })?;
     if model.ir_version <= 0 {
-        return Err(parse("no ir_version: this is not an ONNX model file".into()));
+        return Err(parse(
+            "no ir_version: this is not an ONNX model file".into(),
+        ));
     }
     if model.graph.is_none() {
-        return Err(parse("the model has no graph (truncated file or not an ONNX model)".into()));
+        return Err(parse(
+            "the model has no graph (truncated file or not an ONNX model)".into(),
+        ));
     }
     if model.opset_import.is_empty() {
         return Err(parse("the model imports no operator set".into()));
@@ -113,7 +132,11 @@ pub fn write_model(model: &ModelProto, path: impl AsRef<Path>) -> Result<()> {
 
 /// Write a model to `path`; see [`WriteOptions`]. The file is written to a temporary name
 /// first and renamed, so a failed write never leaves a half-written model behind.
-pub fn write_model_with(model: &ModelProto, path: impl AsRef<Path>, opts: &WriteOptions) -> Result<()> {
+pub fn write_model_with(
+    model: &ModelProto,
+    path: impl AsRef<Path>,
+    opts: &WriteOptions,
+) -> Result<()> {
     let path = path.as_ref();
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
@@ -124,7 +147,9 @@ pub fn write_model_with(model: &ModelProto, path: impl AsRef<Path>, opts: &Write
         let file_name = path
             .file_name()
             .map(|f| format!("{}.data", f.to_string_lossy()))
-            .ok_or_else(|| Error::InvalidArgument(format!("{}: not a file path", path.display())))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{}: not a file path", path.display()))
+            })?;
         let data_path = path.with_file_name(&file_name);
         let mut data = Vec::new();
         if let Some(g) = model.graph.as_mut() {
@@ -135,7 +160,10 @@ pub fn write_model_with(model: &ModelProto, path: impl AsRef<Path>, opts: &Write
                     data.resize(data.len() + pad, 0);
                     let offset = data.len();
                     data.extend_from_slice(&t.raw_data);
-                    let entry = |k: &str, v: String| StringStringEntryProto { key: k.into(), value: v };
+                    let entry = |k: &str, v: String| StringStringEntryProto {
+                        key: k.into(),
+                        value: v,
+                    };
                     t.external_data = vec![
                         entry("location", file_name.clone()),
                         entry("offset", offset.to_string()),
@@ -165,7 +193,9 @@ pub fn write_model_with(model: &ModelProto, path: impl AsRef<Path>, opts: &Write
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp{}",
-        path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(),
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     {
@@ -236,11 +266,20 @@ impl ExternalLoader<'_> {
             tensor: t.name.clone(),
             message,
         };
-        let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
+        let get = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.clone())
+        };
         let location = get("location").ok_or_else(|| err("no \"location\" entry".into()))?;
         let parse_num = |k: &str| -> Result<Option<u64>> {
             get(k)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| err(format!("\"{k}\" is not a number: {v:?}"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| err(format!("\"{k}\" is not a number: {v:?}")))
+                })
                 .transpose()
         };
         let offset = parse_num("offset")?.unwrap_or(0);
@@ -268,7 +307,8 @@ impl ExternalLoader<'_> {
         }
         let mut expected = None;
         if let Some(size) = DataType(t.data_type).size_bytes() {
-            let dims: Option<Vec<usize>> = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+            let dims: Option<Vec<usize>> =
+                t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
             if let Some(dims) = dims {
                 expected = Some((numel(&dims) * size) as u64);
             }
@@ -290,9 +330,11 @@ impl ExternalLoader<'_> {
             });
         }
         self.budget -= length;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| err(format!("seek: {e}")))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| err(format!("seek: {e}")))?;
         let mut buf = vec![0u8; length as usize];
-        f.read_exact(&mut buf).map_err(|e| err(format!("read {}: {e}", file_path.display())))?;
+        f.read_exact(&mut buf)
+            .map_err(|e| err(format!("read {}: {e}", file_path.display())))?;
         t.raw_data = buf;
         t.external_data.clear();
         t.data_location = data_location::DEFAULT;
@@ -324,10 +366,20 @@ mod tests {
         assert_eq!(read_model(&p).unwrap(), m);
 
         let p2 = dir.path().join("ext.onnx");
-        write_model_with(&m, &p2, &WriteOptions { external_data_threshold: Some(4) }).unwrap();
+        write_model_with(
+            &m,
+            &p2,
+            &WriteOptions {
+                external_data_threshold: Some(4),
+            },
+        )
+        .unwrap();
         assert!(dir.path().join("ext.onnx.data").exists());
         let raw = decode_model(&std::fs::read(&p2).unwrap(), &p2).unwrap();
-        assert_eq!(raw.graph.as_ref().unwrap().initializer[0].data_location, data_location::EXTERNAL);
+        assert_eq!(
+            raw.graph.as_ref().unwrap().initializer[0].data_location,
+            data_location::EXTERNAL
+        );
         assert_eq!(read_model(&p2).unwrap(), m);
     }
 
@@ -345,20 +397,35 @@ mod tests {
         let e = read_model(&p).unwrap_err().to_string();
         assert!(e.contains("trunc.onnx"), "{e}");
 
-        let e = read_model(dir.path().join("missing.onnx")).unwrap_err().to_string();
+        let e = read_model(dir.path().join("missing.onnx"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.onnx"), "{e}");
 
         let p = dir.path().join("big.onnx");
         std::fs::write(&p, &bytes).unwrap();
-        let opts = ReadOptions { max_file_bytes: 10, ..Default::default() };
+        let opts = ReadOptions {
+            max_file_bytes: 10,
+            ..Default::default()
+        };
         let e = read_model_with(&p, &opts).unwrap_err().to_string();
         assert!(e.contains("above the limit"), "{e}");
 
         // External data that points outside the directory or past the end of the file.
         let p2 = dir.path().join("ext.onnx");
-        write_model_with(&tiny(), &p2, &WriteOptions { external_data_threshold: Some(4) }).unwrap();
+        write_model_with(
+            &tiny(),
+            &p2,
+            &WriteOptions {
+                external_data_threshold: Some(4),
+            },
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ext.onnx.data"), [0u8; 3]).unwrap();
         let e = read_model(&p2).unwrap_err().to_string();
-        assert!(e.contains("tensor \"w\"") && e.contains("beyond the end"), "{e}");
+        assert!(
+            e.contains("tensor \"w\"") && e.contains("beyond the end"),
+            "{e}"
+        );
     }
 }

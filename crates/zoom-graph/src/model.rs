@@ -71,7 +71,10 @@ pub fn format_dims(dims: &[Dim]) -> String {
     if dims.is_empty() {
         return "scalar".into();
     }
-    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    dims.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 /// Build a tensor-typed [`ValueInfoProto`]. `dims = None` leaves the shape (and rank) unknown.
@@ -113,7 +116,9 @@ impl ValueInfoProto {
 
     /// The element type, if this is a tensor with a declared type.
     pub fn dtype(&self) -> Option<DataType> {
-        self.tensor_type().map(|t| DataType(t.elem_type)).filter(|d| *d != DataType::UNDEFINED)
+        self.tensor_type()
+            .map(|t| DataType(t.elem_type))
+            .filter(|d| *d != DataType::UNDEFINED)
     }
 
     /// The declared dimensions, `None` if the rank is unknown or this is not a tensor.
@@ -152,7 +157,11 @@ impl NodeProto {
 
     /// Build an error about this node.
     pub fn error(&self, message: impl Into<String>) -> Error {
-        Error::Node { node: self.label(), op_type: self.op_type.clone(), message: message.into() }
+        Error::Node {
+            node: self.label(),
+            op_type: self.op_type.clone(),
+            message: message.into(),
+        }
     }
 
     /// Build an "unsupported variant" error about this node (gradient rules).
@@ -166,12 +175,16 @@ impl NodeProto {
 
     /// Input `i` if present and not the empty "omitted optional input" name.
     pub fn input_opt(&self, i: usize) -> Option<&str> {
-        self.input.get(i).map(String::as_str).filter(|s| !s.is_empty())
+        self.input
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// Input `i`, or an error naming the node if it is absent.
     pub fn input_req(&self, i: usize) -> Result<&str> {
-        self.input_opt(i).ok_or_else(|| self.error(format!("missing input {i}")))
+        self.input_opt(i)
+            .ok_or_else(|| self.error(format!("missing input {i}")))
     }
 
     /// Names of outer-scope values read by this node's subgraphs (If/Loop/Scan bodies): the
@@ -188,7 +201,9 @@ impl NodeProto {
 
     /// True if the node has subgraph attributes.
     pub fn has_subgraphs(&self) -> bool {
-        self.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+        self.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
 
     /// True if the node is in the default ONNX domain.
@@ -203,7 +218,13 @@ impl ModelProto {
         let default = is_default_domain(domain);
         self.opset_import
             .iter()
-            .filter(|o| if default { is_default_domain(&o.domain) } else { o.domain == domain })
+            .filter(|o| {
+                if default {
+                    is_default_domain(&o.domain)
+                } else {
+                    o.domain == domain
+                }
+            })
             .map(|o| o.version)
             .max()
     }
@@ -217,12 +238,16 @@ impl ModelProto {
 
     /// The graph, or an error if the model has none.
     pub fn graph_ref(&self) -> Result<&GraphProto> {
-        self.graph.as_ref().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))
+        self.graph
+            .as_ref()
+            .ok_or_else(|| Error::InvalidModel("the model has no graph".into()))
     }
 
     /// The graph (mutable), or an error if the model has none.
     pub fn graph_mut(&mut self) -> Result<&mut GraphProto> {
-        self.graph.as_mut().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))
+        self.graph
+            .as_mut()
+            .ok_or_else(|| Error::InvalidModel("the model has no graph".into()))
     }
 
     /// A new model around `graph` with the given default-domain opset (IR version chosen to
@@ -230,7 +255,10 @@ impl ModelProto {
     pub fn with_graph(graph: GraphProto, opset: i64) -> ModelProto {
         ModelProto {
             ir_version: ir_version_for_opset(opset),
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: opset,
+            }],
             producer_name: "zoom-graph".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(graph),
@@ -273,7 +301,10 @@ impl GraphProto {
     /// Graph inputs that are real inputs (not also initializers, which old exporters list).
     pub fn real_inputs(&self) -> Vec<&ValueInfoProto> {
         let inits: HashSet<&str> = self.initializer.iter().map(|t| t.name.as_str()).collect();
-        self.input.iter().filter(|v| !inits.contains(v.name.as_str())).collect()
+        self.input
+            .iter()
+            .filter(|v| !inits.contains(v.name.as_str()))
+            .collect()
     }
 
     /// Every value, node, initializer and I/O name used in the graph (for fresh-name generation).
@@ -322,9 +353,11 @@ impl GraphProto {
         let mut defined: HashSet<&str> = HashSet::new();
         defined.extend(self.input.iter().map(|v| v.name.as_str()));
         defined.extend(self.initializer.iter().map(|t| t.name.as_str()));
-        defined.extend(self.sparse_initializer.iter().filter_map(|s| {
-            s.values.as_ref().map(|v| v.name.as_str())
-        }));
+        defined.extend(
+            self.sparse_initializer
+                .iter()
+                .filter_map(|s| s.values.as_ref().map(|v| v.name.as_str())),
+        );
         let producers = self.producers();
         let mut seen_out: HashSet<&str> = HashSet::new();
         for n in &self.node {
@@ -344,7 +377,12 @@ impl GraphProto {
         for (i, n) in self.node.iter().enumerate() {
             let mut deps = HashSet::new();
             let implicit = n.implicit_inputs();
-            for inp in n.input.iter().filter(|s| !s.is_empty()).chain(implicit.iter()) {
+            for inp in n
+                .input
+                .iter()
+                .filter(|s| !s.is_empty())
+                .chain(implicit.iter())
+            {
                 if let Some(&p) = producers.get(inp.as_str()) {
                     if deps.insert(p) {
                         users[p].push(i);
@@ -360,8 +398,10 @@ impl GraphProto {
                 }
             }
         }
-        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-            (0..n_nodes).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n_nodes)
+            .filter(|&i| indeg[i] == 0)
+            .map(std::cmp::Reverse)
+            .collect();
         let mut order = Vec::with_capacity(n_nodes);
         while let Some(std::cmp::Reverse(i)) = ready.pop() {
             order.push(i);
@@ -373,7 +413,9 @@ impl GraphProto {
             }
         }
         if order.len() != n_nodes {
-            let stuck = (0..n_nodes).find(|&i| indeg[i] > 0).map(|i| self.node[i].label());
+            let stuck = (0..n_nodes)
+                .find(|&i| indeg[i] > 0)
+                .map(|i| self.node[i].label());
             return Err(Error::InvalidModel(format!(
                 "the graph has a cycle (involving node \"{}\")",
                 stuck.unwrap_or_default()
@@ -385,7 +427,10 @@ impl GraphProto {
     /// Reorder `node` topologically (see [`GraphProto::topological_order`]).
     pub fn sort_topologically(&mut self) -> Result<()> {
         let order = self.topological_order()?;
-        let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.node).into_iter().map(Some).collect();
+        let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut self.node)
+            .into_iter()
+            .map(Some)
+            .collect();
         self.node = order.into_iter().filter_map(|i| old[i].take()).collect();
         Ok(())
     }
@@ -433,7 +478,10 @@ pub struct NameGen {
 impl NameGen {
     /// A generator avoiding `taken`.
     pub fn new(taken: HashSet<String>) -> Self {
-        NameGen { taken, counters: HashMap::new() }
+        NameGen {
+            taken,
+            counters: HashMap::new(),
+        }
     }
 
     /// A generator avoiding every name in `graph`.

@@ -8,7 +8,9 @@
 //! static, which is what the gradient rules need.
 //!
 //! Inference is lenient: an operator it does not know, or a node it cannot handle, leaves its
-//! outputs unknown with the reason recorded; an error is only raised by [`Inference::shape`] /
+//! outputs unknown with the reason recorded, unless the model declares their types in
+//! `value_info` (a caller can record every intermediate shape with one ONNX Runtime probe run
+//! and write them there); an error is only raised by [`Inference::shape`] /
 //! [`Inference::dtype`] when someone needs that value's shape.
 
 use std::collections::HashMap;
@@ -32,12 +34,19 @@ pub struct ValueType {
 impl ValueType {
     /// A value type with fixed dimensions.
     pub fn fixed(dtype: DataType, dims: &[usize]) -> Self {
-        ValueType { dtype, dims: Some(dims.iter().map(|&d| Dim::Fixed(d as i64)).collect()) }
+        ValueType {
+            dtype,
+            dims: Some(dims.iter().map(|&d| Dim::Fixed(d as i64)).collect()),
+        }
     }
 
     /// The dimensions if all are fixed.
     pub fn static_dims(&self) -> Option<Vec<usize>> {
-        self.dims.as_ref()?.iter().map(|d| d.fixed().map(|v| v as usize)).collect()
+        self.dims
+            .as_ref()?
+            .iter()
+            .map(|d| d.fixed().map(|v| v as usize))
+            .collect()
     }
 }
 
@@ -100,7 +109,10 @@ pub fn infer(model: &ModelProto, const_limit: usize) -> Result<Inference> {
     for t in &graph.initializer {
         initializers.insert(&t.name, t);
         let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-        inf.types.insert(t.name.clone(), ValueType::fixed(DataType(t.data_type), &dims));
+        inf.types.insert(
+            t.name.clone(),
+            ValueType::fixed(DataType(t.data_type), &dims),
+        );
         // Small initializers (axes, shapes, scalars) are decoded now; big ones (weights) only
         // when a node with all-constant inputs needs them.
         if numel(&dims) <= EAGER_DECODE.min(const_limit) {
@@ -115,13 +127,28 @@ pub fn infer(model: &ModelProto, const_limit: usize) -> Result<Inference> {
         }
         match v.dtype() {
             Some(dtype) => {
-                inf.types.insert(v.name.clone(), ValueType { dtype, dims: v.dims() });
+                inf.types.insert(
+                    v.name.clone(),
+                    ValueType {
+                        dtype,
+                        dims: v.dims(),
+                    },
+                );
             }
             None => {
-                inf.failures.insert(v.name.clone(), "the graph input declares no tensor type".into());
+                inf.failures.insert(
+                    v.name.clone(),
+                    "the graph input declares no tensor type".into(),
+                );
             }
         }
     }
+    let declared: HashMap<&str, &crate::proto::ValueInfoProto> = graph
+        .value_info
+        .iter()
+        .chain(graph.output.iter())
+        .map(|v| (v.name.as_str(), v))
+        .collect();
     for &i in &order {
         let node = &graph.node[i];
         // Decode big constant inputs only if every input of the node is constant.
@@ -135,19 +162,47 @@ pub fn infer(model: &ModelProto, const_limit: usize) -> Result<Inference> {
         if all_const && node.is_default_domain() && !node.input.is_empty() {
             for n in &node.input {
                 if !n.is_empty() && !inf.consts.contains_key(n) {
-                    if let Some(h) = initializers.get(n.as_str()).and_then(|t| HostTensor::from_proto(t).ok()) {
+                    if let Some(h) = initializers
+                        .get(n.as_str())
+                        .and_then(|t| HostTensor::from_proto(t).ok())
+                    {
                         inf.consts.insert(n.clone(), h);
                     }
                 }
             }
         }
         infer_one(node, opset, &mut inf, const_limit);
+        // An output inference could not type (an operator it does not cover) takes its declared
+        // type, if the model (or a caller that recorded shapes with a probe run) declares one,
+        // so that inference continues downstream.
+        for o in &node.output {
+            if !o.is_empty() && !inf.types.contains_key(o) {
+                if let Some(v) = declared.get(o.as_str()) {
+                    if let Some(dtype) = v.dtype() {
+                        inf.types.insert(
+                            o.clone(),
+                            ValueType {
+                                dtype,
+                                dims: v.dims(),
+                            },
+                        );
+                        inf.failures.remove(o);
+                    }
+                }
+            }
+        }
     }
     // Declared value_info / outputs fill gaps (never override inferred facts).
     for v in graph.value_info.iter().chain(graph.output.iter()) {
         if !inf.types.contains_key(&v.name) {
             if let Some(dtype) = v.dtype() {
-                inf.types.insert(v.name.clone(), ValueType { dtype, dims: v.dims() });
+                inf.types.insert(
+                    v.name.clone(),
+                    ValueType {
+                        dtype,
+                        dims: v.dims(),
+                    },
+                );
             }
         }
     }
@@ -158,12 +213,24 @@ fn infer_one(node: &NodeProto, opset: i64, inf: &mut Inference, const_limit: usi
     let types: Vec<Option<ValueType>> = node
         .input
         .iter()
-        .map(|n| if n.is_empty() { None } else { inf.types.get(n).cloned() })
+        .map(|n| {
+            if n.is_empty() {
+                None
+            } else {
+                inf.types.get(n).cloned()
+            }
+        })
         .collect();
     let consts: Vec<Option<HostTensor>> = node
         .input
         .iter()
-        .map(|n| if n.is_empty() { None } else { inf.consts.get(n).cloned() })
+        .map(|n| {
+            if n.is_empty() {
+                None
+            } else {
+                inf.consts.get(n).cloned()
+            }
+        })
         .collect();
     // Unknown upstream: say so, naming the first unknown input.
     let missing = node
@@ -175,9 +242,17 @@ fn infer_one(node: &NodeProto, opset: i64, inf: &mut Inference, const_limit: usi
 
     // Constant evaluation first: exact types and values when all inputs are known constants
     // (or, for Shape/Size, when the input's shape is static).
-    let all_const = node.input.iter().enumerate().all(|(k, n)| n.is_empty() || consts[k].is_some());
+    let all_const = node
+        .input
+        .iter()
+        .enumerate()
+        .all(|(k, n)| n.is_empty() || consts[k].is_some());
     let shape_of_static = matches!(node.op_type.as_str(), "Shape" | "Size")
-        && types.first().and_then(|t| t.as_ref()).and_then(|t| t.static_dims()).is_some();
+        && types
+            .first()
+            .and_then(|t| t.as_ref())
+            .and_then(|t| t.static_dims())
+            .is_some();
     if node.is_default_domain() && (all_const || shape_of_static) && node.op_type != "If" {
         let mut cin: Vec<Option<&HostTensor>> = consts.iter().map(|c| c.as_ref()).collect();
         if shape_of_static && cin.first().copied().flatten().is_none() {
@@ -189,7 +264,12 @@ fn infer_one(node: &NodeProto, opset: i64, inf: &mut Inference, const_limit: usi
                 let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
                 let s = clampi(node.attr_or::<i64>("start", 0).unwrap_or(0));
                 let e = clampi(node.attr_or::<i64>("end", r).unwrap_or(r));
-                HostTensor::i64s(&dims[s..e.max(s)].iter().map(|&d| d as i64).collect::<Vec<_>>())
+                HostTensor::i64s(
+                    &dims[s..e.max(s)]
+                        .iter()
+                        .map(|&d| d as i64)
+                        .collect::<Vec<_>>(),
+                )
             } else {
                 HostTensor::int(DataType::INT64, vec![], vec![numel(&dims) as i64])
             };
@@ -216,7 +296,10 @@ fn infer_one(node: &NodeProto, opset: i64, inf: &mut Inference, const_limit: usi
             }
         }
     }
-    let input = NodeIn { types: &types, consts: &consts };
+    let input = NodeIn {
+        types: &types,
+        consts: &consts,
+    };
     match infer_node(node, opset, &input) {
         Ok(outs) => {
             for (k, o) in node.output.iter().enumerate() {
@@ -255,7 +338,8 @@ fn infer_one(node: &NodeProto, opset: i64, inf: &mut Inference, const_limit: usi
 
 fn set_const(inf: &mut Inference, node: &NodeProto, k: usize, t: HostTensor) {
     if let Some(o) = node.output.get(k).filter(|o| !o.is_empty()) {
-        inf.types.insert(o.clone(), ValueType::fixed(t.dtype, &t.shape));
+        inf.types
+            .insert(o.clone(), ValueType::fixed(t.dtype, &t.shape));
         inf.consts.insert(o.clone(), t);
     }
 }
@@ -263,13 +347,25 @@ fn set_const(inf: &mut Inference, node: &NodeProto, k: usize, t: HostTensor) {
 /// Fix every dynamic dimension of the graph inputs: from `spec` (input name → full shape),
 /// else 1 with a warning. Fixed dimensions in the model must agree with `spec`. Unknown names in
 /// `spec` are an error.
-pub fn fix_input_shapes(model: &mut ModelProto, spec: &HashMap<String, Vec<i64>>) -> Result<Vec<Warning>> {
+pub fn fix_input_shapes(
+    model: &mut ModelProto,
+    spec: &HashMap<String, Vec<i64>>,
+) -> Result<Vec<Warning>> {
     let graph = model.graph_mut()?;
-    let init: std::collections::HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let init: std::collections::HashSet<String> =
+        graph.initializer.iter().map(|t| t.name.clone()).collect();
     for name in spec.keys() {
-        if !graph.input.iter().any(|v| &v.name == name && !init.contains(name)) {
-            let names: Vec<&str> =
-                graph.input.iter().filter(|v| !init.contains(&v.name)).map(|v| v.name.as_str()).collect();
+        if !graph
+            .input
+            .iter()
+            .any(|v| &v.name == name && !init.contains(name))
+        {
+            let names: Vec<&str> = graph
+                .input
+                .iter()
+                .filter(|v| !init.contains(&v.name))
+                .map(|v| v.name.as_str())
+                .collect();
             return Err(Error::InvalidArgument(format!(
                 "--shape names \"{name}\", which is not an input of the model (inputs: {})",
                 names.join(", ")
@@ -289,7 +385,10 @@ pub fn fix_input_shapes(model: &mut ModelProto, spec: &HashMap<String, Vec<i64>>
                     return Err(Error::InvalidArgument(format!(
                         "--shape {}={} has rank {}, but the model declares rank {} ({})",
                         v.name,
-                        s.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x"),
+                        s.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("x"),
                         s.len(),
                         d.len(),
                         format_dims(d)
@@ -307,7 +406,10 @@ pub fn fix_input_shapes(model: &mut ModelProto, spec: &HashMap<String, Vec<i64>>
                 }
             }
             if s.iter().any(|&x| x <= 0) {
-                return Err(Error::InvalidArgument(format!("--shape {}: dimensions must be positive", v.name)));
+                return Err(Error::InvalidArgument(format!(
+                    "--shape {}: dimensions must be positive",
+                    v.name
+                )));
             }
             s.clone()
         } else {
@@ -343,7 +445,10 @@ pub fn parse_shape_spec(s: &str) -> Result<(String, Vec<i64>)> {
     let (name, dims) = s
         .rsplit_once('=')
         .ok_or_else(|| Error::InvalidArgument(format!("--shape {s:?}: expected NAME=d1xd2x...")))?;
-    let dims: std::result::Result<Vec<i64>, _> = dims.split(['x', 'X', ',']).map(|d| d.trim().parse::<i64>()).collect();
+    let dims: std::result::Result<Vec<i64>, _> = dims
+        .split(['x', 'X', ','])
+        .map(|d| d.trim().parse::<i64>())
+        .collect();
     match dims {
         Ok(d) if !name.is_empty() && d.iter().all(|&x| x > 0) => Ok((name.to_string(), d)),
         _ => Err(Error::InvalidArgument(format!(
@@ -375,7 +480,10 @@ impl NodeIn<'_> {
 }
 
 fn vt(dtype: DataType, dims: Vec<Dim>) -> Option<ValueType> {
-    Some(ValueType { dtype, dims: Some(dims) })
+    Some(ValueType {
+        dtype,
+        dims: Some(dims),
+    })
 }
 
 fn fx(v: i64) -> Dim {
@@ -397,7 +505,11 @@ pub fn broadcast_dims(shapes: &[&[Dim]]) -> std::result::Result<Vec<Dim>, String
                 (Dim::Fixed(a), Dim::Fixed(b)) => {
                     return Err(format!(
                         "shapes {} cannot be broadcast (dimension {a} vs {b})",
-                        shapes.iter().map(|s| format_dims(s)).collect::<Vec<_>>().join(", ")
+                        shapes
+                            .iter()
+                            .map(|s| format_dims(s))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 }
                 (Dim::Fixed(a), _) => Dim::Fixed(*a),
@@ -419,7 +531,14 @@ fn norm(axis: i64, rank: usize) -> std::result::Result<usize, String> {
 }
 
 /// Padding of one spatial axis of a Conv/pool: (begin, end) from `auto_pad` or `pads`.
-pub fn conv_pads(auto_pad: &str, input: i64, kernel: i64, stride: i64, dilation: i64, pads: (i64, i64)) -> (i64, i64) {
+pub fn conv_pads(
+    auto_pad: &str,
+    input: i64,
+    kernel: i64,
+    stride: i64,
+    dilation: i64,
+    pads: (i64, i64),
+) -> (i64, i64) {
     match auto_pad {
         "SAME_UPPER" | "SAME_LOWER" => {
             let out = (input + stride - 1) / stride;
@@ -436,7 +555,14 @@ pub fn conv_pads(auto_pad: &str, input: i64, kernel: i64, stride: i64, dilation:
 }
 
 /// Output length of one spatial axis of a Conv/pool with explicit pads.
-pub fn conv_out_len(input: i64, kernel: i64, stride: i64, dilation: i64, pads: (i64, i64), ceil_mode: bool) -> i64 {
+pub fn conv_out_len(
+    input: i64,
+    kernel: i64,
+    stride: i64,
+    dilation: i64,
+    pads: (i64, i64),
+    ceil_mode: bool,
+) -> i64 {
     let eff = (kernel - 1) * dilation + 1;
     let num = input + pads.0 + pads.1 - eff;
     if ceil_mode {
@@ -504,16 +630,22 @@ impl ConvGeometry {
     pub fn read(node: &NodeProto, n: usize, weight_kernel: Option<Vec<i64>>) -> Result<Self> {
         let kernel = match node.get_attr::<Vec<i64>>("kernel_shape")? {
             Some(k) => k,
-            None => weight_kernel.ok_or_else(|| node.attr_error("kernel_shape", "required but missing"))?,
+            None => weight_kernel
+                .ok_or_else(|| node.attr_error("kernel_shape", "required but missing"))?,
         };
         if kernel.len() != n {
-            return Err(node.attr_error("kernel_shape", format!("has {} values for {n} spatial axes", kernel.len())));
+            return Err(node.attr_error(
+                "kernel_shape",
+                format!("has {} values for {n} spatial axes", kernel.len()),
+            ));
         }
         let strides = node.attr_or::<Vec<i64>>("strides", vec![1; n])?;
         let dilations = node.attr_or::<Vec<i64>>("dilations", vec![1; n])?;
         let pads_v = node.attr_or::<Vec<i64>>("pads", vec![0; 2 * n])?;
         if strides.len() != n || dilations.len() != n || pads_v.len() != 2 * n {
-            return Err(node.error(format!("strides/dilations/pads do not match {n} spatial axes")));
+            return Err(node.error(format!(
+                "strides/dilations/pads do not match {n} spatial axes"
+            )));
         }
         let auto_pad = node.attr_or::<String>("auto_pad", "NOTSET".into())?;
         Ok(ConvGeometry {
@@ -528,7 +660,16 @@ impl ConvGeometry {
     /// Resolved (begin, end) pads of a Conv/pool for the given spatial input sizes.
     pub fn resolved_pads(&self, input: &[i64]) -> Vec<(i64, i64)> {
         (0..self.kernel.len())
-            .map(|i| conv_pads(&self.auto_pad, input[i], self.kernel[i], self.strides[i], self.dilations[i], self.pads[i]))
+            .map(|i| {
+                conv_pads(
+                    &self.auto_pad,
+                    input[i],
+                    self.kernel[i],
+                    self.strides[i],
+                    self.dilations[i],
+                    self.pads[i],
+                )
+            })
             .collect()
     }
 }
@@ -545,7 +686,9 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
     let op = node.op_type.as_str();
     let Some(t0) = inp.ty(0).cloned() else {
         return match op {
-            "Constant" => Ok(vec![constant_value(node)?.map(|t| ValueType::fixed(t.dtype, &t.shape))]),
+            "Constant" => Ok(vec![
+                constant_value(node)?.map(|t| ValueType::fixed(t.dtype, &t.shape))
+            ]),
             _ => Ok(vec![]),
         };
     };
@@ -555,8 +698,8 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         // Rank unknown: only the element type can be said for most operators.
         let dtype = match op {
             "Shape" | "Size" | "ArgMax" | "ArgMin" | "NonZero" => DataType::INT64,
-            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "IsNaN"
-            | "IsInf" => DataType::BOOL,
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And"
+            | "Or" | "Xor" | "IsNaN" | "IsInf" => DataType::BOOL,
             "Cast" => DataType(node.attr_req::<i64>("to")? as i32),
             "Where" => inp.ty(1).map(|t| t.dtype).unwrap_or(dt),
             _ => dt,
@@ -565,26 +708,80 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
     };
     let r = d0.len();
     match op {
-        "Identity" | "Neg" | "Abs" | "Sqrt" | "Exp" | "Log" | "Reciprocal" | "Erf" | "Relu" | "LeakyRelu" | "Sigmoid"
-        | "Tanh" | "Softplus" | "Softsign" | "Elu" | "Selu" | "Celu" | "HardSigmoid" | "HardSwish" | "Gelu" | "Mish"
-        | "ThresholdedRelu" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh"
-        | "Atanh" | "Floor" | "Ceil" | "Round" | "Sign" | "Clip" | "Softmax" | "LogSoftmax" | "Hardmax" | "LRN"
-        | "CumSum" | "LpNormalization" | "MeanVarianceNormalization" | "InstanceNormalization"
-        | "Shrink" | "Trilu" | "ScatterElements" | "ScatterND" | "Scatter" | "PRelu" | "GroupNormalization"
+        "Identity"
+        | "Neg"
+        | "Abs"
+        | "Sqrt"
+        | "Exp"
+        | "Log"
+        | "Reciprocal"
+        | "Erf"
+        | "Relu"
+        | "LeakyRelu"
+        | "Sigmoid"
+        | "Tanh"
+        | "Softplus"
+        | "Softsign"
+        | "Elu"
+        | "Selu"
+        | "Celu"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Gelu"
+        | "Mish"
+        | "ThresholdedRelu"
+        | "Sin"
+        | "Cos"
+        | "Tan"
+        | "Asin"
+        | "Acos"
+        | "Atan"
+        | "Sinh"
+        | "Cosh"
+        | "Asinh"
+        | "Acosh"
+        | "Atanh"
+        | "Floor"
+        | "Ceil"
+        | "Round"
+        | "Sign"
+        | "Clip"
+        | "Softmax"
+        | "LogSoftmax"
+        | "Hardmax"
+        | "LRN"
+        | "CumSum"
+        | "LpNormalization"
+        | "MeanVarianceNormalization"
+        | "InstanceNormalization"
+        | "Shrink"
+        | "Trilu"
+        | "ScatterElements"
+        | "ScatterND"
+        | "Scatter"
+        | "PRelu"
+        | "GroupNormalization"
         | "BitwiseNot" => same(),
         "BatchNormalization" => Ok(vec![Some(t0.clone())]),
         "Dropout" => Ok(vec![Some(t0.clone()), vt(DataType::BOOL, d0)]),
         "IsNaN" | "IsInf" | "Not" => Ok(vec![vt(DataType::BOOL, d0)]),
         "LayerNormalization" => {
             let axis = norm(node.attr_or::<i64>("axis", -1)?, r).map_err(err)?;
-            let stat: Vec<Dim> = (0..r).map(|i| if i >= axis { fx(1) } else { d0[i].clone() }).collect();
+            let stat: Vec<Dim> = (0..r)
+                .map(|i| if i >= axis { fx(1) } else { d0[i].clone() })
+                .collect();
             let stash = DataType(node.attr_or::<i64>("stash_type", 1)? as i32);
-            Ok(vec![Some(t0.clone()), vt(stash, stat.clone()), vt(stash, stat)])
+            Ok(vec![
+                Some(t0.clone()),
+                vt(stash, stat.clone()),
+                vt(stash, stat),
+            ])
         }
         "Cast" => Ok(vec![vt(DataType(node.attr_req::<i64>("to")? as i32), d0)]),
         "CastLike" => Ok(vec![vt(inp.ty(1).map(|t| t.dtype).unwrap_or(dt), d0)]),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean" | "BitwiseAnd" | "BitwiseOr"
-        | "BitwiseXor" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean"
+        | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
             let mut shapes: Vec<&[Dim]> = vec![];
             for i in 0..node.input.len() {
                 match inp.dims(i) {
@@ -594,13 +791,16 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             }
             let out = broadcast_dims(&shapes).map_err(err)?;
             let dtype = match op {
-                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => DataType::BOOL,
+                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or"
+                | "Xor" => DataType::BOOL,
                 _ => dt,
             };
             Ok(vec![vt(dtype, out)])
         }
         "Where" => {
-            let (Some(a), Some(b)) = (inp.dims(1), inp.dims(2)) else { return Ok(vec![]) };
+            let (Some(a), Some(b)) = (inp.dims(1), inp.dims(2)) else {
+                return Ok(vec![]);
+            };
             let out = broadcast_dims(&[&d0, a, b]).map_err(err)?;
             Ok(vec![vt(inp.ty(1).map(|t| t.dtype).unwrap_or(dt), out)])
         }
@@ -621,19 +821,26 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 Some(s) => Ok(vec![vt(dtype, s.iter().map(|&d| fx(d)).collect())]),
                 None => Ok(vec![Some(ValueType {
                     dtype,
-                    dims: d0.first().and_then(|d| d.fixed()).map(|n| vec![Dim::Unknown; n as usize]),
+                    dims: d0
+                        .first()
+                        .and_then(|d| d.fixed())
+                        .map(|n| vec![Dim::Unknown; n as usize]),
                 })]),
             }
         }
         "Reshape" => {
             let Some(target) = inp.ints(1) else {
                 let rank = inp.dims(1).and_then(|d| d.first()).and_then(|d| d.fixed());
-                return Ok(vec![Some(ValueType { dtype: dt, dims: rank.map(|n| vec![Dim::Unknown; n as usize]) })]);
+                return Ok(vec![Some(ValueType {
+                    dtype: dt,
+                    dims: rank.map(|n| vec![Dim::Unknown; n as usize]),
+                })]);
             };
             let allowzero = node.attr_or::<i64>("allowzero", 0)? == 1;
             if let Some(s) = t0.static_dims() {
-                let out = reshape_target(&s, &target, allowzero)
-                    .ok_or_else(|| err(format!("cannot reshape {} to {target:?}", format_dims(&d0))))?;
+                let out = reshape_target(&s, &target, allowzero).ok_or_else(|| {
+                    err(format!("cannot reshape {} to {target:?}", format_dims(&d0)))
+                })?;
                 return Ok(vec![Some(ValueType::fixed(dt, &out))]);
             }
             let dims = target
@@ -651,58 +858,127 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             let axis = node.attr_or::<i64>("axis", 1)?;
             let a = if axis < 0 { axis + r as i64 } else { axis } as usize;
             let prod = |ds: &[Dim]| -> Dim {
-                ds.iter().try_fold(1i64, |acc, d| d.fixed().map(|v| acc * v)).map(fx).unwrap_or(Dim::Unknown)
+                ds.iter()
+                    .try_fold(1i64, |acc, d| d.fixed().map(|v| acc * v))
+                    .map(fx)
+                    .unwrap_or(Dim::Unknown)
             };
-            Ok(vec![vt(dt, vec![prod(&d0[..a.min(r)]), prod(&d0[a.min(r)..])])])
+            Ok(vec![vt(
+                dt,
+                vec![prod(&d0[..a.min(r)]), prod(&d0[a.min(r)..])],
+            )])
         }
         "Squeeze" => {
-            let axes = if opset >= 13 { inp.ints(1) } else { node.get_attr::<Vec<i64>>("axes")? };
+            let axes = if opset >= 13 {
+                inp.ints(1)
+            } else {
+                node.get_attr::<Vec<i64>>("axes")?
+            };
             let axes: Vec<usize> = match axes {
-                Some(a) => a.iter().map(|&v| norm(v, r)).collect::<std::result::Result<_, _>>().map_err(err)?,
+                Some(a) => a
+                    .iter()
+                    .map(|&v| norm(v, r))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(err)?,
                 None => {
                     if node.input.len() > 1 && opset >= 13 {
-                        return Ok(vec![Some(ValueType { dtype: dt, dims: None })]);
+                        return Ok(vec![Some(ValueType {
+                            dtype: dt,
+                            dims: None,
+                        })]);
                     }
                     (0..r).filter(|&i| d0[i] == fx(1)).collect()
                 }
             };
-            Ok(vec![vt(dt, (0..r).filter(|i| !axes.contains(i)).map(|i| d0[i].clone()).collect())])
+            Ok(vec![vt(
+                dt,
+                (0..r)
+                    .filter(|i| !axes.contains(i))
+                    .map(|i| d0[i].clone())
+                    .collect(),
+            )])
         }
         "Unsqueeze" => {
-            let axes = if opset >= 13 { inp.ints(1) } else { node.get_attr::<Vec<i64>>("axes")? };
+            let axes = if opset >= 13 {
+                inp.ints(1)
+            } else {
+                node.get_attr::<Vec<i64>>("axes")?
+            };
             let Some(axes) = axes else { return Ok(vec![]) };
             let ro = r + axes.len();
-            let axes: Vec<usize> = axes.iter().map(|&v| norm(v, ro)).collect::<std::result::Result<_, _>>().map_err(err)?;
+            let axes: Vec<usize> = axes
+                .iter()
+                .map(|&v| norm(v, ro))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(err)?;
             let mut it = d0.iter();
-            Ok(vec![vt(dt, (0..ro).map(|i| if axes.contains(&i) { fx(1) } else { it.next().cloned().unwrap_or(fx(1)) }).collect())])
+            Ok(vec![vt(
+                dt,
+                (0..ro)
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            fx(1)
+                        } else {
+                            it.next().cloned().unwrap_or(fx(1))
+                        }
+                    })
+                    .collect(),
+            )])
         }
         "Transpose" => {
             let perm: Vec<usize> = match node.get_attr::<Vec<i64>>("perm")? {
-                Some(p) => p.iter().map(|&v| norm(v, r)).collect::<std::result::Result<_, _>>().map_err(err)?,
+                Some(p) => p
+                    .iter()
+                    .map(|&v| norm(v, r))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(err)?,
                 None => (0..r).rev().collect(),
             };
             if perm.len() != r {
-                return Err(node.attr_error("perm", format!("has {} entries for rank {r}", perm.len())));
+                return Err(
+                    node.attr_error("perm", format!("has {} entries for rank {r}", perm.len()))
+                );
             }
             Ok(vec![vt(dt, perm.iter().map(|&p| d0[p].clone()).collect())])
         }
         "Expand" => {
-            let Some(s) = inp.ints(1) else { return Ok(vec![Some(ValueType { dtype: dt, dims: None })]) };
+            let Some(s) = inp.ints(1) else {
+                return Ok(vec![Some(ValueType {
+                    dtype: dt,
+                    dims: None,
+                })]);
+            };
             let target: Vec<Dim> = s.iter().map(|&d| fx(d)).collect();
             Ok(vec![vt(dt, broadcast_dims(&[&d0, &target]).map_err(err)?)])
         }
         "Tile" => {
-            let Some(rep) = inp.ints(1) else { return Ok(vec![Some(ValueType { dtype: dt, dims: Some(vec![Dim::Unknown; r]) })]) };
-            Ok(vec![vt(dt, d0.iter().zip(&rep).map(|(d, &k)| d.fixed().map(|v| fx(v * k)).unwrap_or(Dim::Unknown)).collect())])
+            let Some(rep) = inp.ints(1) else {
+                return Ok(vec![Some(ValueType {
+                    dtype: dt,
+                    dims: Some(vec![Dim::Unknown; r]),
+                })]);
+            };
+            Ok(vec![vt(
+                dt,
+                d0.iter()
+                    .zip(&rep)
+                    .map(|(d, &k)| d.fixed().map(|v| fx(v * k)).unwrap_or(Dim::Unknown))
+                    .collect(),
+            )])
         }
         "Concat" => {
             let axis = norm(node.attr_req::<i64>("axis")?, r).map_err(err)?;
             let mut out = d0.clone();
             let mut total = Some(0i64);
             for i in 0..node.input.len() {
-                let Some(d) = inp.dims(i) else { return Ok(vec![]) };
+                let Some(d) = inp.dims(i) else {
+                    return Ok(vec![]);
+                };
                 if d.len() != r {
-                    return Err(err(format!("input {i} has rank {}, input 0 has rank {r}", d.len())));
+                    return Err(err(format!(
+                        "input {i} has rank {}, input 0 has rank {r}",
+                        d.len()
+                    )));
                 }
                 total = total.and_then(|t| d[axis].fixed().map(|v| t + v));
                 for (k, dd) in d.iter().enumerate() {
@@ -732,7 +1008,11 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             Ok((0..n)
                 .map(|k| {
                     let mut d = d0.clone();
-                    d[axis] = sizes.as_ref().and_then(|s| s.get(k)).map(|&v| fx(v)).unwrap_or(Dim::Unknown);
+                    d[axis] = sizes
+                        .as_ref()
+                        .and_then(|s| s.get(k))
+                        .map(|&v| fx(v))
+                        .unwrap_or(Dim::Unknown);
                     vt(dt, d)
                 })
                 .collect())
@@ -770,7 +1050,9 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         }
         "Gather" => {
             let axis = norm(node.attr_or::<i64>("axis", 0)?, r).map_err(err)?;
-            let Some(ind) = inp.dims(1) else { return Ok(vec![]) };
+            let Some(ind) = inp.dims(1) else {
+                return Ok(vec![]);
+            };
             let mut out = d0[..axis].to_vec();
             out.extend(ind.iter().cloned());
             out.extend(d0[axis + 1..].iter().cloned());
@@ -778,19 +1060,33 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         }
         "GatherElements" => Ok(vec![vt(dt, inp.dims(1).cloned().unwrap_or_default())]),
         "GatherND" => {
-            let Some(ind) = inp.dims(1) else { return Ok(vec![]) };
+            let Some(ind) = inp.dims(1) else {
+                return Ok(vec![]);
+            };
             let b = node.attr_or::<i64>("batch_dims", 0)? as usize;
-            let Some(last) = ind.last().and_then(|d| d.fixed()) else { return Ok(vec![]) };
+            let Some(last) = ind.last().and_then(|d| d.fixed()) else {
+                return Ok(vec![]);
+            };
             let mut out = ind[..ind.len() - 1].to_vec();
             out.extend(d0[(b + last as usize).min(r)..].iter().cloned());
             Ok(vec![vt(dt, out)])
         }
         "Pad" => {
-            let pads = if opset >= 11 { inp.ints(1) } else { node.get_attr::<Vec<i64>>("pads")? };
-            let Some(pads) = pads else { return Ok(vec![vt(dt, vec![Dim::Unknown; r])]) };
+            let pads = if opset >= 11 {
+                inp.ints(1)
+            } else {
+                node.get_attr::<Vec<i64>>("pads")?
+            };
+            let Some(pads) = pads else {
+                return Ok(vec![vt(dt, vec![Dim::Unknown; r])]);
+            };
             let axes: Vec<usize> = match node.input_opt(3) {
                 Some(_) => match inp.ints(3) {
-                    Some(a) => a.iter().map(|&v| norm(v, r)).collect::<std::result::Result<_, _>>().map_err(err)?,
+                    Some(a) => a
+                        .iter()
+                        .map(|&v| norm(v, r))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(err)?,
                     None => return Ok(vec![vt(dt, vec![Dim::Unknown; r])]),
                 },
                 None => (0..r).collect(),
@@ -801,27 +1097,44 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             }
             let mut out = d0.clone();
             for (k, &ax) in axes.iter().enumerate() {
-                out[ax] = d0[ax].fixed().map(|v| fx(v + pads[k] + pads[k + n])).unwrap_or(Dim::Unknown);
+                out[ax] = d0[ax]
+                    .fixed()
+                    .map(|v| fx(v + pads[k] + pads[k + n]))
+                    .unwrap_or(Dim::Unknown);
             }
             Ok(vec![vt(dt, out)])
         }
         "DepthToSpace" | "SpaceToDepth" => {
             let b = node.attr_req::<i64>("blocksize")?;
-            let f = |d: &Dim, g: &dyn Fn(i64) -> i64| d.fixed().map(|v| fx(g(v))).unwrap_or(Dim::Unknown);
+            let f = |d: &Dim, g: &dyn Fn(i64) -> i64| {
+                d.fixed().map(|v| fx(g(v))).unwrap_or(Dim::Unknown)
+            };
             if r != 4 {
                 return Err(err(format!("expects rank 4, got {r}")));
             }
             Ok(vec![vt(
                 dt,
                 if op == "DepthToSpace" {
-                    vec![d0[0].clone(), f(&d0[1], &|v| v / (b * b)), f(&d0[2], &|v| v * b), f(&d0[3], &|v| v * b)]
+                    vec![
+                        d0[0].clone(),
+                        f(&d0[1], &|v| v / (b * b)),
+                        f(&d0[2], &|v| v * b),
+                        f(&d0[3], &|v| v * b),
+                    ]
                 } else {
-                    vec![d0[0].clone(), f(&d0[1], &|v| v * b * b), f(&d0[2], &|v| v / b), f(&d0[3], &|v| v / b)]
+                    vec![
+                        d0[0].clone(),
+                        f(&d0[1], &|v| v * b * b),
+                        f(&d0[2], &|v| v / b),
+                        f(&d0[3], &|v| v / b),
+                    ]
                 },
             )])
         }
         "MatMul" => {
-            let Some(d1) = inp.dims(1) else { return Ok(vec![]) };
+            let Some(d1) = inp.dims(1) else {
+                return Ok(vec![]);
+            };
             let (mut a, mut b) = (d0.clone(), d1.clone());
             let (va, vb) = (a.len() == 1, b.len() == 1);
             if va {
@@ -836,7 +1149,11 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             let (ka, kb) = (&a[a.len() - 1], &b[b.len() - 2]);
             if let (Some(x), Some(y)) = (ka.fixed(), kb.fixed()) {
                 if x != y {
-                    return Err(err(format!("inner dimensions differ: {} @ {}", format_dims(&d0), format_dims(d1))));
+                    return Err(err(format!(
+                        "inner dimensions differ: {} @ {}",
+                        format_dims(&d0),
+                        format_dims(d1)
+                    )));
                 }
             }
             let batch = broadcast_dims(&[&a[..a.len() - 2], &b[..b.len() - 2]]).map_err(err)?;
@@ -850,7 +1167,9 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             Ok(vec![vt(dt, out)])
         }
         "Gemm" => {
-            let Some(d1) = inp.dims(1) else { return Ok(vec![]) };
+            let Some(d1) = inp.dims(1) else {
+                return Ok(vec![]);
+            };
             let ta = node.attr_or::<i64>("transA", 0)? == 1;
             let tb = node.attr_or::<i64>("transB", 0)? == 1;
             if r != 2 || d1.len() != 2 {
@@ -862,7 +1181,11 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         }
         "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "LpPool" => {
             let n = r.saturating_sub(2);
-            let wdims = if op.starts_with("Conv") { inp.dims(1).cloned() } else { None };
+            let wdims = if op.starts_with("Conv") {
+                inp.dims(1).cloned()
+            } else {
+                None
+            };
             let wk = wdims.as_ref().and_then(|w| spatial(w));
             let geo = ConvGeometry::read(node, n, wk)?;
             let Some(sp) = spatial(&d0) else {
@@ -876,12 +1199,25 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                     out.push(wdims.as_ref().map(|w| w[0].clone()).unwrap_or(Dim::Unknown));
                     let pads = geo.resolved_pads(&sp);
                     for i in 0..n {
-                        out.push(fx(conv_out_len(sp[i], geo.kernel[i], geo.strides[i], geo.dilations[i], pads[i], false)));
+                        out.push(fx(conv_out_len(
+                            sp[i],
+                            geo.kernel[i],
+                            geo.strides[i],
+                            geo.dilations[i],
+                            pads[i],
+                            false,
+                        )));
                     }
                 }
                 "ConvTranspose" => {
                     let g = node.attr_or::<i64>("group", 1)?;
-                    out.push(wdims.as_ref().and_then(|w| w[1].fixed()).map(|c| fx(c * g)).unwrap_or(Dim::Unknown));
+                    out.push(
+                        wdims
+                            .as_ref()
+                            .and_then(|w| w[1].fixed())
+                            .map(|c| fx(c * g))
+                            .unwrap_or(Dim::Unknown),
+                    );
                     let op_pad = node.attr_or::<Vec<i64>>("output_padding", vec![0; n])?;
                     if let Some(os) = node.get_attr::<Vec<i64>>("output_shape")? {
                         let os = &os[os.len().saturating_sub(n)..];
@@ -898,7 +1234,12 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                                 geo.pads[i],
                                 None,
                             );
-                            out.push(fx(geo.strides[i] * (sp[i] - 1) + op_pad[i] + (geo.kernel[i] - 1) * geo.dilations[i] + 1 - pb - pe));
+                            out.push(fx(geo.strides[i] * (sp[i] - 1)
+                                + op_pad[i]
+                                + (geo.kernel[i] - 1) * geo.dilations[i]
+                                + 1
+                                - pb
+                                - pe));
                         }
                     }
                 }
@@ -911,7 +1252,14 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                         out.push(fx(if same {
                             (sp[i] + geo.strides[i] - 1) / geo.strides[i]
                         } else {
-                            conv_out_len(sp[i], geo.kernel[i], geo.strides[i], geo.dilations[i], pads[i], ceil)
+                            conv_out_len(
+                                sp[i],
+                                geo.kernel[i],
+                                geo.strides[i],
+                                geo.dilations[i],
+                                pads[i],
+                                ceil,
+                            )
                         }));
                     }
                 }
@@ -931,14 +1279,19 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             let out = resize_output_dims(node, opset, inp, &d0)?;
             Ok(vec![vt(dt, out)])
         }
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
             let axes_as_input = (op == "ReduceSum" && opset >= 13) || opset >= 18;
             let axes = if axes_as_input {
                 match node.input_opt(1) {
                     Some(_) => match inp.ints(1) {
                         Some(a) => Some(a),
-                        None => return Ok(vec![Some(ValueType { dtype: dt, dims: None })]),
+                        None => {
+                            return Ok(vec![Some(ValueType {
+                                dtype: dt,
+                                dims: None,
+                            })])
+                        }
                     },
                     None => None,
                 }
@@ -948,36 +1301,64 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             let keep = node.attr_or::<i64>("keepdims", 1)? == 1;
             let noop = node.attr_or::<i64>("noop_with_empty_axes", 0)? == 1;
             let axes: Vec<usize> = match axes {
-                Some(a) if !a.is_empty() => a.iter().map(|&v| norm(v, r)).collect::<std::result::Result<_, _>>().map_err(err)?,
+                Some(a) if !a.is_empty() => a
+                    .iter()
+                    .map(|&v| norm(v, r))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(err)?,
                 _ if noop => return same(),
                 _ => (0..r).collect(),
             };
             let out: Vec<Dim> = (0..r)
-                .filter_map(|i| if axes.contains(&i) { keep.then_some(fx(1)) } else { Some(d0[i].clone()) })
+                .filter_map(|i| {
+                    if axes.contains(&i) {
+                        keep.then_some(fx(1))
+                    } else {
+                        Some(d0[i].clone())
+                    }
+                })
                 .collect();
             Ok(vec![vt(dt, out)])
         }
         "ArgMax" | "ArgMin" => {
             let axis = norm(node.attr_or::<i64>("axis", 0)?, r).map_err(err)?;
             let keep = node.attr_or::<i64>("keepdims", 1)? == 1;
-            let out: Vec<Dim> =
-                (0..r).filter_map(|i| if i == axis { keep.then_some(fx(1)) } else { Some(d0[i].clone()) }).collect();
+            let out: Vec<Dim> = (0..r)
+                .filter_map(|i| {
+                    if i == axis {
+                        keep.then_some(fx(1))
+                    } else {
+                        Some(d0[i].clone())
+                    }
+                })
+                .collect();
             Ok(vec![vt(DataType::INT64, out)])
         }
         "TopK" => {
             let axis = norm(node.attr_or::<i64>("axis", -1)?, r).map_err(err)?;
             let mut out = d0.clone();
-            out[axis] = inp.ints(1).and_then(|k| k.first().copied()).map(fx).unwrap_or(Dim::Unknown);
+            out[axis] = inp
+                .ints(1)
+                .and_then(|k| k.first().copied())
+                .map(fx)
+                .unwrap_or(Dim::Unknown);
             Ok(vec![vt(dt, out.clone()), vt(DataType::INT64, out)])
         }
         "OneHot" => {
             let axis = node.attr_or::<i64>("axis", -1)?;
             let ro = r + 1;
             let a = if axis < 0 { axis + ro as i64 } else { axis } as usize;
-            let depth = inp.c(1).map(|t| t.to_f64s()[0] as i64).map(fx).unwrap_or(Dim::Unknown);
+            let depth = inp
+                .c(1)
+                .map(|t| t.to_f64s()[0] as i64)
+                .map(fx)
+                .unwrap_or(Dim::Unknown);
             let mut out = d0.clone();
             out.insert(a.min(r), depth);
-            Ok(vec![vt(inp.ty(2).map(|t| t.dtype).unwrap_or(DataType::FLOAT), out)])
+            Ok(vec![vt(
+                inp.ty(2).map(|t| t.dtype).unwrap_or(DataType::FLOAT),
+                out,
+            )])
         }
         "Einsum" => Ok(vec![]),
         _ => Ok(vec![]),
@@ -997,21 +1378,47 @@ fn resize_output_dims(node: &NodeProto, opset: i64, inp: &NodeIn, d0: &[Dim]) ->
         let scales = if node.op_type == "Upsample" && opset >= 9 || node.op_type == "Resize" {
             inp.c(1).map(|t| t.to_f64s())
         } else {
-            node.get_attr::<Vec<f32>>("scales")?.map(|v| v.iter().map(|&x| x as f64).collect())
+            node.get_attr::<Vec<f32>>("scales")?
+                .map(|v| v.iter().map(|&x| x as f64).collect())
         };
-        let Some(s) = scales else { return Ok(vec![Dim::Unknown; r]) };
-        return Ok(d0.iter().zip(&s).map(|(d, &k)| d.fixed().map(|v| fx((v as f64 * k).floor() as i64)).unwrap_or(Dim::Unknown)).collect());
+        let Some(s) = scales else {
+            return Ok(vec![Dim::Unknown; r]);
+        };
+        return Ok(d0
+            .iter()
+            .zip(&s)
+            .map(|(d, &k)| {
+                d.fixed()
+                    .map(|v| fx((v as f64 * k).floor() as i64))
+                    .unwrap_or(Dim::Unknown)
+            })
+            .collect());
     }
     let axes: Vec<usize> = match node.get_attr::<Vec<i64>>("axes")? {
-        Some(a) => a.iter().map(|&v| norm(v, r)).collect::<std::result::Result<_, _>>().map_err(|m| node.error(m))?,
+        Some(a) => a
+            .iter()
+            .map(|&v| norm(v, r))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|m| node.error(m))?,
         None => (0..r).collect(),
     };
-    let sizes = node.input_opt(3).and_then(|_| inp.ints(3)).filter(|s| !s.is_empty());
-    let scales = node.input_opt(2).and_then(|_| inp.c(2)).map(|t| t.to_f64s()).filter(|s| !s.is_empty());
+    let sizes = node
+        .input_opt(3)
+        .and_then(|_| inp.ints(3))
+        .filter(|s| !s.is_empty());
+    let scales = node
+        .input_opt(2)
+        .and_then(|_| inp.c(2))
+        .map(|t| t.to_f64s())
+        .filter(|s| !s.is_empty());
     let mut out = d0.to_vec();
     if let Some(sizes) = sizes {
         if sizes.len() != axes.len() {
-            return Err(node.error(format!("sizes has {} values for {} axes", sizes.len(), axes.len())));
+            return Err(node.error(format!(
+                "sizes has {} values for {} axes",
+                sizes.len(),
+                axes.len()
+            )));
         }
         let policy = node.attr_or::<String>("keep_aspect_ratio_policy", "stretch".into())?;
         if policy == "stretch" {
@@ -1020,9 +1427,15 @@ fn resize_output_dims(node: &NodeProto, opset: i64, inp: &NodeIn, d0: &[Dim]) ->
             }
         } else {
             let ins: Option<Vec<i64>> = axes.iter().map(|&a| d0[a].fixed()).collect();
-            let Some(ins) = ins else { return Ok(vec![Dim::Unknown; r]) };
+            let Some(ins) = ins else {
+                return Ok(vec![Dim::Unknown; r]);
+            };
             let ratios = sizes.iter().zip(&ins).map(|(&s, &i)| s as f64 / i as f64);
-            let scale = if policy == "not_larger" { ratios.fold(f64::INFINITY, f64::min) } else { ratios.fold(0.0, f64::max) };
+            let scale = if policy == "not_larger" {
+                ratios.fold(f64::INFINITY, f64::min)
+            } else {
+                ratios.fold(0.0, f64::max)
+            };
             for (k, &a) in axes.iter().enumerate() {
                 out[a] = fx((scale * ins[k] as f64).round() as i64);
             }
@@ -1031,10 +1444,17 @@ fn resize_output_dims(node: &NodeProto, opset: i64, inp: &NodeIn, d0: &[Dim]) ->
     }
     if let Some(scales) = scales {
         if scales.len() != axes.len() {
-            return Err(node.error(format!("scales has {} values for {} axes", scales.len(), axes.len())));
+            return Err(node.error(format!(
+                "scales has {} values for {} axes",
+                scales.len(),
+                axes.len()
+            )));
         }
         for (k, &a) in axes.iter().enumerate() {
-            out[a] = d0[a].fixed().map(|v| fx((v as f64 * scales[k]).floor() as i64)).unwrap_or(Dim::Unknown);
+            out[a] = d0[a]
+                .fixed()
+                .map(|v| fx((v as f64 * scales[k]).floor() as i64))
+                .unwrap_or(Dim::Unknown);
         }
         return Ok(out);
     }
@@ -1043,7 +1463,8 @@ fn resize_output_dims(node: &NodeProto, opset: i64, inp: &NodeIn, d0: &[Dim]) ->
 
 /// Static broadcast of two fixed shapes with an error naming them.
 pub fn broadcast_static(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    broadcast_shapes(a, b).ok_or_else(|| Error::Shape(format!("shapes {a:?} and {b:?} cannot be broadcast")))
+    broadcast_shapes(a, b)
+        .ok_or_else(|| Error::Shape(format!("shapes {a:?} and {b:?} cannot be broadcast")))
 }
 
 #[cfg(test)]
@@ -1055,7 +1476,11 @@ mod tests {
     fn shape_chain_folds_after_fixing_dims() {
         // x: [N, 3, 4] -> Reshape(x, Concat(Shape(x)[0], -1)) : legacy exporter style.
         let mut b = GraphBuilder::new(17);
-        let x = b.input("x", DataType::FLOAT, &[Dim::from("N"), Dim::from(3), Dim::from(4)]);
+        let x = b.input(
+            "x",
+            DataType::FLOAT,
+            &[Dim::from("N"), Dim::from(3), Dim::from(4)],
+        );
         let s = b.op("Shape", &[&x], vec![]);
         let zero = b.constant("zero", &HostTensor::int(DataType::INT64, vec![], vec![0]));
         let n = b.op("Gather", &[&s, &zero], vec![crate::attrs::int("axis", 0)]);
@@ -1075,14 +1500,24 @@ mod tests {
         let spec = HashMap::from([("x".to_string(), vec![5, 3, 4])]);
         let mut m2 = b_model_again();
         fix_input_shapes(&mut m2, &spec).unwrap();
-        assert_eq!(infer(&m2, 1 << 16).unwrap().shape("y2").unwrap(), vec![5, 3, 4]);
+        assert_eq!(
+            infer(&m2, 1 << 16).unwrap().shape("y2").unwrap(),
+            vec![5, 3, 4]
+        );
         let bad = HashMap::from([("nope".to_string(), vec![1])]);
-        assert!(fix_input_shapes(&mut m2, &bad).unwrap_err().to_string().contains("not an input"));
+        assert!(fix_input_shapes(&mut m2, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not an input"));
     }
 
     fn b_model_again() -> ModelProto {
         let mut b = GraphBuilder::new(17);
-        let x = b.input("x", DataType::FLOAT, &[Dim::from("N"), Dim::from(3), Dim::from(4)]);
+        let x = b.input(
+            "x",
+            DataType::FLOAT,
+            &[Dim::from("N"), Dim::from(3), Dim::from(4)],
+        );
         let y = b.op("Relu", &[&x], vec![]);
         b.output(&y, "y2");
         b.build().unwrap()
@@ -1096,7 +1531,10 @@ mod tests {
         assert_eq!(conv_pads("SAME_UPPER", 5, 3, 2, 1, (0, 0)), (1, 1));
         assert_eq!(conv_pads("SAME_UPPER", 6, 3, 2, 1, (0, 0)), (0, 1));
         assert_eq!(conv_pads("SAME_LOWER", 6, 3, 2, 1, (0, 0)), (1, 0));
-        assert_eq!(parse_shape_spec("x=1x3x224x224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
+        assert_eq!(
+            parse_shape_spec("x=1x3x224x224").unwrap(),
+            ("x".into(), vec![1, 3, 224, 224])
+        );
         assert!(parse_shape_spec("x=1x0").is_err());
     }
 }

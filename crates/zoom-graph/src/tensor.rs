@@ -37,13 +37,21 @@ impl HostTensor {
     /// A float-typed tensor (`dtype` must be a float type).
     pub fn float(dtype: DataType, shape: Vec<usize>, values: Vec<f64>) -> Self {
         debug_assert_eq!(numel(&shape), values.len());
-        HostTensor { dtype, shape, data: TensorData::Float(values) }
+        HostTensor {
+            dtype,
+            shape,
+            data: TensorData::Float(values),
+        }
     }
 
     /// An integer- or bool-typed tensor.
     pub fn int(dtype: DataType, shape: Vec<usize>, values: Vec<i64>) -> Self {
         debug_assert_eq!(numel(&shape), values.len());
-        HostTensor { dtype, shape, data: TensorData::Int(values) }
+        HostTensor {
+            dtype,
+            shape,
+            data: TensorData::Int(values),
+        }
     }
 
     /// A 1-D int64 tensor.
@@ -117,13 +125,21 @@ impl HostTensor {
             decode_raw(dtype, &t.raw_data).ok_or_else(|| bad(format!("cannot decode {dtype}")))?
         } else {
             let d = match dtype {
-                DataType::FLOAT => TensorData::Float(t.float_data.iter().map(|&x| x as f64).collect()),
+                DataType::FLOAT => {
+                    TensorData::Float(t.float_data.iter().map(|&x| x as f64).collect())
+                }
                 DataType::DOUBLE => TensorData::Float(t.double_data.clone()),
                 DataType::FLOAT16 => TensorData::Float(
-                    t.int32_data.iter().map(|&x| f16_to_f32(x as u16) as f64).collect(),
+                    t.int32_data
+                        .iter()
+                        .map(|&x| f16_to_f32(x as u16) as f64)
+                        .collect(),
                 ),
                 DataType::BFLOAT16 => TensorData::Float(
-                    t.int32_data.iter().map(|&x| bf16_to_f32(x as u16) as f64).collect(),
+                    t.int32_data
+                        .iter()
+                        .map(|&x| bf16_to_f32(x as u16) as f64)
+                        .collect(),
                 ),
                 DataType::INT64 => TensorData::Int(t.int64_data.clone()),
                 DataType::UINT32 | DataType::UINT64 => {
@@ -134,7 +150,9 @@ impl HostTensor {
                 | DataType::INT8
                 | DataType::UINT16
                 | DataType::UINT8
-                | DataType::BOOL => TensorData::Int(t.int32_data.iter().map(|&x| x as i64).collect()),
+                | DataType::BOOL => {
+                    TensorData::Int(t.int32_data.iter().map(|&x| x as i64).collect())
+                }
                 _ => return Err(bad(format!("cannot decode element type {dtype}"))),
             };
             let len = match &d {
@@ -142,7 +160,9 @@ impl HostTensor {
                 TensorData::Int(v) => v.len(),
             };
             if len != n {
-                return Err(bad(format!("has {len} values, its shape {shape:?} needs {n}")));
+                return Err(bad(format!(
+                    "has {len} values, its shape {shape:?} needs {n}"
+                )));
             }
             d
         };
@@ -157,8 +177,12 @@ impl HostTensor {
                 for &x in v {
                     match self.dtype {
                         DataType::DOUBLE => raw.extend_from_slice(&x.to_le_bytes()),
-                        DataType::FLOAT16 => raw.extend_from_slice(&f32_to_f16(x as f32).to_le_bytes()),
-                        DataType::BFLOAT16 => raw.extend_from_slice(&f32_to_bf16(x as f32).to_le_bytes()),
+                        DataType::FLOAT16 => {
+                            raw.extend_from_slice(&f32_to_f16(x as f32).to_le_bytes())
+                        }
+                        DataType::BFLOAT16 => {
+                            raw.extend_from_slice(&f32_to_bf16(x as f32).to_le_bytes())
+                        }
                         _ => raw.extend_from_slice(&(x as f32).to_le_bytes()),
                     }
                 }
@@ -194,11 +218,20 @@ impl HostTensor {
             let v = self.to_f64s();
             TensorData::Float(v.into_iter().map(|x| round_to(to, x)).collect())
         } else if to == DataType::BOOL {
-            TensorData::Int(self.to_f64s().into_iter().map(|x| (x != 0.0) as i64).collect())
+            TensorData::Int(
+                self.to_f64s()
+                    .into_iter()
+                    .map(|x| (x != 0.0) as i64)
+                    .collect(),
+            )
         } else {
             TensorData::Int(self.to_i64s())
         };
-        HostTensor { dtype: to, shape: self.shape.clone(), data }
+        HostTensor {
+            dtype: to,
+            shape: self.shape.clone(),
+            data,
+        }
     }
 }
 
@@ -215,14 +248,20 @@ pub fn round_to(dtype: DataType, x: f64) -> f64 {
 fn decode_raw(dtype: DataType, raw: &[u8]) -> Option<TensorData> {
     macro_rules! chunks {
         ($n:expr, $f:expr) => {
-            raw.chunks_exact($n).map(|c| $f(c.try_into().expect("chunk size"))).collect()
+            raw.chunks_exact($n)
+                .map(|c| $f(c.try_into().expect("chunk size")))
+                .collect()
         };
     }
     Some(match dtype {
         DataType::FLOAT => TensorData::Float(chunks!(4, |b| f32::from_le_bytes(b) as f64)),
         DataType::DOUBLE => TensorData::Float(chunks!(8, f64::from_le_bytes)),
-        DataType::FLOAT16 => TensorData::Float(chunks!(2, |b| f16_to_f32(u16::from_le_bytes(b)) as f64)),
-        DataType::BFLOAT16 => TensorData::Float(chunks!(2, |b| bf16_to_f32(u16::from_le_bytes(b)) as f64)),
+        DataType::FLOAT16 => {
+            TensorData::Float(chunks!(2, |b| f16_to_f32(u16::from_le_bytes(b)) as f64))
+        }
+        DataType::BFLOAT16 => {
+            TensorData::Float(chunks!(2, |b| bf16_to_f32(u16::from_le_bytes(b)) as f64))
+        }
         DataType::INT64 => TensorData::Int(chunks!(8, i64::from_le_bytes)),
         DataType::UINT64 => TensorData::Int(chunks!(8, |b| u64::from_le_bytes(b) as i64)),
         DataType::INT32 => TensorData::Int(chunks!(4, |b| i32::from_le_bytes(b) as i64)),
@@ -230,7 +269,9 @@ fn decode_raw(dtype: DataType, raw: &[u8]) -> Option<TensorData> {
         DataType::INT16 => TensorData::Int(chunks!(2, |b| i16::from_le_bytes(b) as i64)),
         DataType::UINT16 => TensorData::Int(chunks!(2, |b| u16::from_le_bytes(b) as i64)),
         DataType::INT8 => TensorData::Int(raw.iter().map(|&b| b as i8 as i64).collect()),
-        DataType::UINT8 | DataType::BOOL => TensorData::Int(raw.iter().map(|&b| b as i64).collect()),
+        DataType::UINT8 | DataType::BOOL => {
+            TensorData::Int(raw.iter().map(|&b| b as i64).collect())
+        }
         _ => return None,
     })
 }
@@ -339,7 +380,12 @@ mod tests {
             let t = HostTensor::float(dtype, vec![2, 2], vec![1.0, -2.0, 0.5, 3.0]);
             assert_eq!(HostTensor::from_proto(&t.to_proto("x")).unwrap(), t);
         }
-        for dtype in [DataType::INT64, DataType::INT32, DataType::INT8, DataType::BOOL] {
+        for dtype in [
+            DataType::INT64,
+            DataType::INT32,
+            DataType::INT8,
+            DataType::BOOL,
+        ] {
             let t = HostTensor::int(dtype, vec![3], vec![1, 0, 1]);
             assert_eq!(HostTensor::from_proto(&t.to_proto("x")).unwrap(), t);
         }
@@ -347,9 +393,22 @@ mod tests {
 
     #[test]
     fn typed_fields_decode() {
-        let t = TensorProto { dims: vec![2], data_type: 7, int64_data: vec![4, -1], ..Default::default() };
+        let t = TensorProto {
+            dims: vec![2],
+            data_type: 7,
+            int64_data: vec![4, -1],
+            ..Default::default()
+        };
         assert_eq!(HostTensor::from_proto(&t).unwrap().to_i64s(), vec![4, -1]);
-        let bad = TensorProto { dims: vec![3], data_type: 7, int64_data: vec![4], ..Default::default() };
-        assert!(HostTensor::from_proto(&bad).unwrap_err().to_string().contains("needs 3"));
+        let bad = TensorProto {
+            dims: vec![3],
+            data_type: 7,
+            int64_data: vec![4],
+            ..Default::default()
+        };
+        assert!(HostTensor::from_proto(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 3"));
     }
 }

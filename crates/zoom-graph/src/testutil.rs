@@ -37,20 +37,71 @@ impl Runner {
         let bytes = encode_model(model);
         let session = Session::builder(env())
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(Into::into)
+            })
             .and_then(|mut b| b.commit_from_memory(&bytes))
             .map_err(|e| format!("ONNX Runtime rejected the model: {e}"))?;
         Ok(Runner { session })
     }
 
+    /// Compile with profiling on; [`Runner::profile`] then summarises time per operator type.
+    pub fn profiled(
+        model: &ModelProto,
+        threads: usize,
+        prefix: &std::path::Path,
+    ) -> Result<Self, String> {
+        let bytes = encode_model(model);
+        let session = Session::builder(env())
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|b| b.with_profiling(prefix).map_err(Into::into))
+            .and_then(|mut b| b.commit_from_memory(&bytes))
+            .map_err(|e| format!("ONNX Runtime rejected the model: {e}"))?;
+        Ok(Runner { session })
+    }
+
+    /// End profiling; returns (op type, total µs) sorted by time.
+    pub fn profile(&mut self) -> Vec<(String, f64)> {
+        let path = self.session.end_profiling().expect("profiling");
+        let text = std::fs::read_to_string(&path).expect("profile file");
+        let _ = std::fs::remove_file(&path);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("profile JSON");
+        let mut by_op: HashMap<String, f64> = HashMap::new();
+        for e in v.as_array().into_iter().flatten() {
+            if e["cat"] == "Node"
+                && e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("_kernel_time"))
+            {
+                let op = e["args"]["op_name"].as_str().unwrap_or("?").to_string();
+                *by_op.entry(op).or_default() += e["dur"].as_f64().unwrap_or(0.0);
+            }
+        }
+        let mut out: Vec<(String, f64)> = by_op.into_iter().collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+
     /// Run with named inputs; returns every output by name.
-    pub fn run(&mut self, feeds: &[(&str, &HostTensor)]) -> Result<HashMap<String, HostTensor>, String> {
+    pub fn run(
+        &mut self,
+        feeds: &[(&str, &HostTensor)],
+    ) -> Result<HashMap<String, HostTensor>, String> {
         let mut inputs: Vec<(String, DynValue)> = vec![];
         for (name, t) in feeds {
             inputs.push((name.to_string(), to_ort(t)?));
         }
-        let names: Vec<String> = self.session.outputs().iter().map(|o| o.name().to_string()).collect();
-        let outs = self.session.run(inputs).map_err(|e| format!("ONNX Runtime run failed: {e}"))?;
+        let names: Vec<String> = self
+            .session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let outs = self
+            .session
+            .run(inputs)
+            .map_err(|e| format!("ONNX Runtime run failed: {e}"))?;
         let mut res = HashMap::new();
         for name in names {
             let v = &outs[name.as_str()];
@@ -64,18 +115,41 @@ fn to_ort(t: &HostTensor) -> Result<DynValue, String> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
     let e = |e: ort::Error| e.to_string();
     Ok(match t.dtype {
-        DataType::FLOAT => Tensor::from_array((shape, t.to_f64s().iter().map(|&x| x as f32).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
-        DataType::DOUBLE => Tensor::from_array((shape, t.to_f64s())).map_err(e)?.into_dyn(),
-        DataType::INT64 => Tensor::from_array((shape, t.to_i64s())).map_err(e)?.into_dyn(),
-        DataType::INT32 => Tensor::from_array((shape, t.to_i64s().iter().map(|&x| x as i32).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
-        DataType::BOOL => Tensor::from_array((shape, t.to_i64s().iter().map(|&x| x != 0).collect::<Vec<_>>())).map_err(e)?.into_dyn(),
+        DataType::FLOAT => Tensor::from_array((
+            shape,
+            t.to_f64s().iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        ))
+        .map_err(e)?
+        .into_dyn(),
+        DataType::DOUBLE => Tensor::from_array((shape, t.to_f64s()))
+            .map_err(e)?
+            .into_dyn(),
+        DataType::INT64 => Tensor::from_array((shape, t.to_i64s()))
+            .map_err(e)?
+            .into_dyn(),
+        DataType::INT32 => Tensor::from_array((
+            shape,
+            t.to_i64s().iter().map(|&x| x as i32).collect::<Vec<_>>(),
+        ))
+        .map_err(e)?
+        .into_dyn(),
+        DataType::BOOL => Tensor::from_array((
+            shape,
+            t.to_i64s().iter().map(|&x| x != 0).collect::<Vec<_>>(),
+        ))
+        .map_err(e)?
+        .into_dyn(),
         other => return Err(format!("test runner: unsupported input type {other}")),
     })
 }
 
 fn from_ort(v: &DynValue) -> Result<HostTensor, String> {
     if let Ok((s, d)) = v.try_extract_tensor::<f32>() {
-        return Ok(HostTensor::float(DataType::FLOAT, dims(s), d.iter().map(|&x| x as f64).collect()));
+        return Ok(HostTensor::float(
+            DataType::FLOAT,
+            dims(s),
+            d.iter().map(|&x| x as f64).collect(),
+        ));
     }
     if let Ok((s, d)) = v.try_extract_tensor::<f64>() {
         return Ok(HostTensor::float(DataType::DOUBLE, dims(s), d.to_vec()));
@@ -84,7 +158,11 @@ fn from_ort(v: &DynValue) -> Result<HostTensor, String> {
         return Ok(HostTensor::int(DataType::INT64, dims(s), d.to_vec()));
     }
     if let Ok((s, d)) = v.try_extract_tensor::<bool>() {
-        return Ok(HostTensor::int(DataType::BOOL, dims(s), d.iter().map(|&x| x as i64).collect()));
+        return Ok(HostTensor::int(
+            DataType::BOOL,
+            dims(s),
+            d.iter().map(|&x| x as i64).collect(),
+        ));
     }
     Err("test runner: unsupported output type".into())
 }
@@ -121,10 +199,5 @@ impl Rng {
         let u1 = self.uniform(1e-12, 1.0);
         let u2 = self.uniform(0.0, 1.0);
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// `n` values uniform in [lo, hi).
-    pub fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
     }
 }

@@ -21,7 +21,12 @@ pub struct VjpCtx<'a> {
 
 impl<'a> VjpCtx<'a> {
     pub(crate) fn new(b: GraphBuilder, inf: &'a Inference) -> Self {
-        VjpCtx { b, inf, extra_outputs: vec![], node_index: 0 }
+        VjpCtx {
+            b,
+            inf,
+            extra_outputs: vec![],
+            node_index: 0,
+        }
     }
 
     /// Default-domain opset of the model (and of the emitted nodes).
@@ -53,13 +58,20 @@ impl<'a> VjpCtx<'a> {
     /// is not constant.
     pub fn const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Vec<i64>> {
         let name = node.input_req(input)?;
-        self.const_value(name)
-            .map(|t| t.to_i64s())
-            .ok_or_else(|| node.unsupported(format!("{what} (input {input}, \"{name}\") is not a constant")))
+        self.const_value(name).map(|t| t.to_i64s()).ok_or_else(|| {
+            node.unsupported(format!(
+                "{what} (input {input}, \"{name}\") is not a constant"
+            ))
+        })
     }
 
     /// Optional constant integer input: `Ok(None)` if the input is omitted.
-    pub fn opt_const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Option<Vec<i64>>> {
+    pub fn opt_const_ints(
+        &self,
+        node: &NodeProto,
+        input: usize,
+        what: &str,
+    ) -> Result<Option<Vec<i64>>> {
         match node.input_opt(input) {
             None => Ok(None),
             Some(_) => self.const_ints(node, input, what).map(Some),
@@ -77,12 +89,17 @@ impl<'a> VjpCtx<'a> {
         if let Some(name) = node.output.get(k).filter(|s| !s.is_empty()) {
             return name.clone();
         }
-        if let Some((_, _, name)) =
-            self.extra_outputs.iter().find(|(n, o, _)| *n == self.node_index && *o == k)
+        if let Some((_, _, name)) = self
+            .extra_outputs
+            .iter()
+            .find(|(n, o, _)| *n == self.node_index && *o == k)
         {
             return name.clone();
         }
-        let base = format!("{}_out{k}", node.output.first().map(String::as_str).unwrap_or("fwd"));
+        let base = format!(
+            "{}_out{k}",
+            node.output.first().map(String::as_str).unwrap_or("fwd")
+        );
         let name = self.b.fresh(&base);
         self.extra_outputs.push((self.node_index, k, name.clone()));
         name
@@ -102,7 +119,11 @@ impl<'a> VjpCtx<'a> {
                 axes.push(i as i64);
             }
         }
-        let s = if axes.is_empty() { g.to_string() } else { self.b.reduce("ReduceSum", g, &axes, true) };
+        let s = if axes.is_empty() {
+            g.to_string()
+        } else {
+            self.b.reduce("ReduceSum", g, &axes, true)
+        };
         if r != t {
             let shape: Vec<i64> = target.iter().map(|&d| d as i64).collect();
             self.b.reshape(&s, &shape)

@@ -12,6 +12,22 @@
 //! reverse sweep in reverse topological order, one rule per node, summing cotangents of values
 //! with several consumers → clean-up passes (fold, CSE, DCE) to a fixpoint.
 //!
+//! ```
+//! use zoom_graph::{build_vjp, DataType, Dim, GraphBuilder, VjpSpec};
+//! let mut b = GraphBuilder::new(17);
+//! let x = b.input("x", DataType::FLOAT, &[Dim::from("N"), Dim::from(4)]);
+//! let y = b.op("Tanh", &[&x], vec![]);
+//! b.output(&y, "y");
+//! let model = b.build()?;
+//! let (vjp, warnings) = build_vjp(&model, &VjpSpec { wrt: vec!["x".into()], ..Default::default() })?;
+//! let g = vjp.graph.as_ref().unwrap();
+//! let names = |v: &[zoom_graph::ValueInfoProto]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+//! assert_eq!(names(&g.input), ["x", "y_grad"]);
+//! assert_eq!(names(&g.output), ["y", "x_grad"]);
+//! assert!(warnings[0].message.contains("dynamic dimension 0 (N) set to 1"));
+//! # Ok::<(), zoom_graph::Error>(())
+//! ```
+//!
 //! Weight (initializer) gradients are not produced; a rule asked for the gradient of an input it
 //! cannot differentiate (e.g. a Conv weight that depends on `wrt`) returns
 //! [`Error::UnsupportedVariant`].
@@ -20,6 +36,8 @@ pub mod ctx;
 pub mod registry;
 pub mod rules;
 
+#[cfg(test)]
+mod arch_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -30,7 +48,7 @@ use crate::error::{Error, Result, Warning};
 use crate::model::tensor_value_info;
 use crate::proto::ModelProto;
 use crate::shapes::{fix_input_shapes, infer};
-use crate::{passes, DataType, Dim};
+use crate::{passes, Dim};
 
 pub use ctx::VjpCtx;
 pub use registry::{registry, RuleFn};
@@ -73,7 +91,9 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         )));
     }
     if spec.wrt.is_empty() {
-        return Err(Error::InvalidArgument("no input to differentiate with respect to (--wrt)".into()));
+        return Err(Error::InvalidArgument(
+            "no input to differentiate with respect to (--wrt)".into(),
+        ));
     }
     warnings.extend(fix_input_shapes(&mut model, &spec.shapes)?);
     model.graph_mut()?.sort_topologically()?;
@@ -84,7 +104,11 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     let inf = infer(&model, CONST_LIMIT)?;
 
     // --- validate wrt / of ---
-    let real_inputs: HashSet<&str> = graph.real_inputs().iter().map(|v| v.name.as_str()).collect();
+    let real_inputs: HashSet<&str> = graph
+        .real_inputs()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
     let mut seen = HashSet::new();
     for w in &spec.wrt {
         if !real_inputs.contains(w.as_str()) {
@@ -98,7 +122,9 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         }
         let dt = inf.dtype(w)?;
         if !dt.is_float() {
-            return Err(Error::InvalidArgument(format!("--wrt \"{w}\" is {dt}, not a float tensor")));
+            return Err(Error::InvalidArgument(format!(
+                "--wrt \"{w}\" is {dt}, not a float tensor"
+            )));
         }
     }
     let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
@@ -118,13 +144,17 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
             }
             let dt = inf.dtype(o)?;
             if !dt.is_float() {
-                return Err(Error::InvalidArgument(format!("--of \"{o}\" is {dt}, not a float tensor")));
+                return Err(Error::InvalidArgument(format!(
+                    "--of \"{o}\" is {dt}, not a float tensor"
+                )));
             }
         }
         spec.of.clone()
     };
     if of.is_empty() {
-        return Err(Error::InvalidArgument("the model has no float output to differentiate".into()));
+        return Err(Error::InvalidArgument(
+            "the model has no float output to differentiate".into(),
+        ));
     }
     let of: Vec<String> = {
         let mut s = HashSet::new();
@@ -143,12 +173,13 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         }
     }
     if let Some(dup) = grad_in.iter().find(|n| grad_out.contains(n)) {
-        return Err(Error::InvalidArgument(format!("\"{dup}\" would be both a gradient input and output")));
+        return Err(Error::InvalidArgument(format!(
+            "\"{dup}\" would be both a gradient input and output"
+        )));
     }
 
     // --- activity analysis ---
     let order = graph.topological_order()?;
-    let wrt_set: HashSet<&str> = spec.wrt.iter().map(String::as_str).collect();
     let mut varied: HashSet<String> = spec.wrt.iter().cloned().collect();
     for &i in &order {
         let n = &graph.node[i];
@@ -207,7 +238,11 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         if dys.iter().all(Option::is_none) {
             continue;
         }
-        let need: Vec<bool> = node.input.iter().map(|x| !x.is_empty() && active(x)).collect();
+        let need: Vec<bool> = node
+            .input
+            .iter()
+            .map(|x| !x.is_empty() && active(x))
+            .collect();
         if !need.iter().any(|&b| b) {
             continue;
         }
@@ -264,11 +299,14 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
         new_outputs.push(tensor_value_info(name, dtype, Some(&dims)));
     }
-    let _ = wrt_set;
     let mut new_inputs = vec![];
     for (o, g) in of.iter().zip(&grad_in) {
         let dtype = inf.dtype(o)?;
-        let dims: Vec<Dim> = inf.shape(o)?.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        let dims: Vec<Dim> = inf
+            .shape(o)?
+            .iter()
+            .map(|&d| Dim::Fixed(d as i64))
+            .collect();
         new_inputs.push(tensor_value_info(g, dtype, Some(&dims)));
     }
 
@@ -299,7 +337,273 @@ fn sorted(set: &HashSet<&str>) -> String {
     v.join(", ")
 }
 
-/// Element types the rules can emit constants for.
-pub fn supports_dtype(d: DataType) -> bool {
-    d.is_float()
+/// Every operator (default ONNX domain) with a gradient rule, sorted. Operators that never
+/// carry a gradient (Shape, comparisons, ArgMax, Floor, …) are accepted anywhere and are not
+/// listed.
+pub fn supported_ops() -> Vec<&'static str> {
+    registry().ops()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs;
+    use crate::tensor::HostTensor;
+    use crate::testutil::Runner;
+    use crate::DataType;
+
+    fn dynamic_model() -> ModelProto {
+        // y = relu(x · w), z = shape(x) (an integer output), x: [N, 3]
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from("N"), Dim::from(3)]);
+        let w = b.constant_f32("w", &[3, 2], &[1.0, -1.0, 0.5, 2.0, -0.5, 1.0]);
+        let m = b.matmul(&x, &w);
+        let y = b.op("Relu", &[&m], vec![]);
+        b.output(&y, "y");
+        let s = b.op("Shape", &[&x], vec![]);
+        b.output(&s, "z");
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn io_contract_names_shapes_and_warnings() {
+        let (m, w) = build_vjp(
+            &dynamic_model(),
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let g = m.graph.as_ref().unwrap();
+        let ins: Vec<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+        let outs: Vec<&str> = g.output.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            ins,
+            vec!["x", "y_grad"],
+            "integer output z gets no cotangent"
+        );
+        assert_eq!(outs, vec!["y", "z", "x_grad"]);
+        assert!(
+            w.iter()
+                .any(|w| w.message.contains("dynamic dimension 0 (N) set to 1")),
+            "{w:?}"
+        );
+        assert_eq!(
+            g.input[0].dims().unwrap(),
+            vec![Dim::Fixed(1), Dim::Fixed(3)]
+        );
+        assert_eq!(
+            g.output[2].dims().unwrap(),
+            vec![Dim::Fixed(1), Dim::Fixed(3)]
+        );
+
+        let spec = VjpSpec {
+            wrt: vec!["x".into()],
+            shapes: HashMap::from([("x".into(), vec![4, 3])]),
+            ..Default::default()
+        };
+        let (m, w) = build_vjp(&dynamic_model(), &spec).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(
+            g.input[1].dims().unwrap(),
+            vec![Dim::Fixed(4), Dim::Fixed(2)]
+        );
+        // Runs, and x_grad = (y_grad ⊙ [x·w > 0]) · wᵀ.
+        let mut r = Runner::new(&m).unwrap();
+        let x = HostTensor::float(
+            DataType::FLOAT,
+            vec![4, 3],
+            (0..12).map(|v| v as f64 * 0.1 - 0.5).collect(),
+        );
+        let gy = HostTensor::float(DataType::FLOAT, vec![4, 2], vec![1.0; 8]);
+        let out = r.run(&[("x", &x), ("y_grad", &gy)]).unwrap();
+        assert_eq!(out["z"].to_i64s(), vec![4, 3]);
+        let xv = x.to_f64s();
+        let wv = [1.0, -1.0, 0.5, 2.0, -0.5, 1.0];
+        for i in 0..4 {
+            let pre: Vec<f64> = (0..2)
+                .map(|j| (0..3).map(|k| xv[i * 3 + k] * wv[k * 2 + j]).sum())
+                .collect();
+            for k in 0..3 {
+                let want: f64 = (0..2)
+                    .map(|j| if pre[j] > 0.0 { wv[k * 2 + j] } else { 0.0 })
+                    .sum();
+                let got = out["x_grad"].to_f64s()[i * 3 + k];
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "x_grad[{i},{k}] = {got}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_operator_names_op_and_node() {
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from(2), Dim::from(3)]);
+        let y = b.op("Relu", &[&x], vec![]);
+        let k = b.const_i64s(&[2]);
+        let t = b.op_multi("TopK", &[&y, &k], vec![attrs::int("axis", 1)], 2);
+        b.nodes.last_mut().unwrap().name = "topk_7".into();
+        b.output(&t[0], "top");
+        let m = b.build().unwrap();
+        let e = build_vjp(
+            &m,
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::UnsupportedOp { op_type, node, .. } if op_type == "TopK" && node == "topk_7")
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("TopK") && msg.contains("topk_7") && msg.contains("finite-difference"),
+            "{msg}"
+        );
+
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from(2)]);
+        let y = b
+            .op_in_domain("com.example", "Fancy", &[&x], vec![], 1)
+            .pop()
+            .unwrap();
+        b.output_typed(&y, "y", DataType::FLOAT, Some(&[Dim::from(2)]));
+        let e = build_vjp(
+            &b.build().unwrap(),
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("Fancy") && e.to_string().contains("com.example"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_clear() {
+        let m = dynamic_model();
+        let err = |spec: VjpSpec| build_vjp(&m, &spec).unwrap_err().to_string();
+        assert!(err(VjpSpec {
+            wrt: vec!["q".into()],
+            ..Default::default()
+        })
+        .contains("\"q\" is not an input of the model (inputs: x)"));
+        assert!(err(VjpSpec {
+            wrt: vec!["x".into()],
+            of: vec!["z".into()],
+            ..Default::default()
+        })
+        .contains("int64, not a float"));
+        assert!(err(VjpSpec {
+            wrt: vec!["x".into()],
+            of: vec!["nope".into()],
+            ..Default::default()
+        })
+        .contains("outputs: y, z"));
+        assert!(err(VjpSpec::default()).contains("--wrt"));
+        let mut old = m.clone();
+        old.opset_import[0].version = 11;
+        assert!(build_vjp(
+            &old,
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("opset 11"));
+    }
+
+    #[test]
+    fn independent_output_gives_zero_gradient_and_warning() {
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from(2)]);
+        let u = b.input("u", DataType::FLOAT, &[Dim::from(2)]);
+        let y = b.op("Exp", &[&x], vec![]);
+        let z = b.op("Neg", &[&u], vec![]);
+        b.output(&y, "y");
+        b.output(&z, "z");
+        let m = b.build().unwrap();
+        let (v, w) = build_vjp(
+            &m,
+            &VjpSpec {
+                wrt: vec!["u".into()],
+                of: vec!["y".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            w.iter().any(|w| w.message.contains("does not depend")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.message.contains("\"u_grad\" is zero")),
+            "{w:?}"
+        );
+        let mut r = Runner::new(&v).unwrap();
+        let t = HostTensor::float(DataType::FLOAT, vec![2], vec![1.0, 2.0]);
+        let out = r.run(&[("x", &t), ("u", &t), ("y_grad", &t)]).unwrap();
+        assert_eq!(out["u_grad"].to_f64s(), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn integer_and_shape_paths_stop_gradients() {
+        // y = x * cast(argmax(x)) + reshape(x, shape(x)): only the float paths carry gradient.
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from(3)]);
+        let am = b.op("ArgMax", &[&x], vec![attrs::int("keepdims", 1)]);
+        let c = b.cast(&am, DataType::FLOAT);
+        let p = b.mul(&x, &c);
+        let s = b.op("Shape", &[&x], vec![]);
+        let rx = b.op("Reshape", &[&x, &s], vec![]);
+        let y = b.add(&p, &rx);
+        b.output(&y, "y");
+        let (v, _) = build_vjp(
+            &b.build().unwrap(),
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut r = Runner::new(&v).unwrap();
+        let t = HostTensor::float(DataType::FLOAT, vec![3], vec![0.5, 3.0, 1.0]);
+        let ones = HostTensor::float(DataType::FLOAT, vec![3], vec![1.0; 3]);
+        let out = r.run(&[("x", &t), ("y_grad", &ones)]).unwrap();
+        assert_eq!(out["x_grad"].to_f64s(), vec![2.0, 2.0, 2.0]); // argmax = 1: d/dx (x·1 + x) = 2
+                                                                  // The Shape node was folded away: no Shape, no Cast of the index on the gradient path.
+        assert!(v
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .all(|n| n.op_type != "Shape"));
+    }
+
+    #[test]
+    fn write_read_round_trip_of_a_vjp_model() {
+        let (m, _) = build_vjp(
+            &dynamic_model(),
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("grad.onnx");
+        crate::write_model(&m, &p).unwrap();
+        assert_eq!(crate::read_model(&p).unwrap(), m);
+    }
 }

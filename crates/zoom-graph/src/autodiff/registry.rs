@@ -12,7 +12,8 @@ use crate::proto::NodeProto;
 /// A gradient rule. Arguments: the context, the forward node, the cotangent of each output
 /// (`None` = zero / not needed), and which inputs need a gradient. Returns one entry per input
 /// (`None` where no gradient is produced); entries for inputs that need one must be `Some`.
-pub type RuleFn = fn(&mut VjpCtx, &NodeProto, &[Option<String>], &[bool]) -> Result<Vec<Option<String>>>;
+pub type RuleFn =
+    fn(&mut VjpCtx, &NodeProto, &[Option<String>], &[bool]) -> Result<Vec<Option<String>>>;
 
 /// The rule table (default ONNX domain).
 #[derive(Default)]

@@ -35,7 +35,11 @@ pub struct Inputs {
 impl Inputs {
     /// Uniform in [lo, hi).
     pub fn uniform(lo: f64, hi: f64) -> Self {
-        Inputs { lo, hi, signed_magnitude: false }
+        Inputs {
+            lo,
+            hi,
+            signed_magnitude: false,
+        }
     }
     /// Uniform in [-2, 2).
     pub fn any() -> Self {
@@ -47,7 +51,11 @@ impl Inputs {
     }
     /// ±[0.2, 2): no value near 0.
     pub fn away_from_zero() -> Self {
-        Inputs { lo: 0.2, hi: 2.0, signed_magnitude: true }
+        Inputs {
+            lo: 0.2,
+            hi: 2.0,
+            signed_magnitude: true,
+        }
     }
     /// Same kind with another range.
     pub fn range(mut self, lo: f64, hi: f64) -> Self {
@@ -125,7 +133,11 @@ impl Case {
     }
 
     /// A case from a whole graph built by `f` (declare inputs and outputs in it).
-    pub fn graph(name: &str, opset: i64, f: impl Fn(&mut GraphBuilder, DataType) + 'static) -> Self {
+    pub fn graph(
+        name: &str,
+        opset: i64,
+        f: impl Fn(&mut GraphBuilder, DataType) + 'static,
+    ) -> Self {
         let mut c = Case::op(name);
         c.opset = opset;
         c.build = Some(Box::new(move |dt| {
@@ -143,27 +155,32 @@ impl Case {
     }
     /// A random float initializer (a weight: not differentiated).
     pub fn weight(mut self, name: &str, shape: &[usize]) -> Self {
-        self.args.push(Arg::Weight(name.into(), shape.to_vec(), Inputs::any()));
+        self.args
+            .push(Arg::Weight(name.into(), shape.to_vec(), Inputs::any()));
         self
     }
     /// A random float initializer drawn from `inputs`.
     pub fn weight_in(mut self, name: &str, shape: &[usize], inputs: Inputs) -> Self {
-        self.args.push(Arg::Weight(name.into(), shape.to_vec(), inputs));
+        self.args
+            .push(Arg::Weight(name.into(), shape.to_vec(), inputs));
         self
     }
     /// A float initializer with given values.
     pub fn floats(mut self, name: &str, shape: &[usize], values: &[f64]) -> Self {
-        self.args.push(Arg::Floats(name.into(), shape.to_vec(), values.to_vec()));
+        self.args
+            .push(Arg::Floats(name.into(), shape.to_vec(), values.to_vec()));
         self
     }
     /// A 1-D int64 initializer.
     pub fn ints(mut self, name: &str, values: &[i64]) -> Self {
-        self.args.push(Arg::Ints(name.into(), vec![values.len()], values.to_vec()));
+        self.args
+            .push(Arg::Ints(name.into(), vec![values.len()], values.to_vec()));
         self
     }
     /// An int64 initializer with a shape.
     pub fn ints_shaped(mut self, name: &str, shape: &[usize], values: &[i64]) -> Self {
-        self.args.push(Arg::Ints(name.into(), shape.to_vec(), values.to_vec()));
+        self.args
+            .push(Arg::Ints(name.into(), shape.to_vec(), values.to_vec()));
         self
     }
     /// An omitted optional input.
@@ -241,7 +258,9 @@ impl Case {
                     b.constant_float(n, dt, s, &v)
                 }
                 Arg::Floats(n, s, v) => b.constant_float(n, dt, s, v),
-                Arg::Ints(n, s, v) => b.constant(n, &HostTensor::int(DataType::INT64, s.clone(), v.clone())),
+                Arg::Ints(n, s, v) => {
+                    b.constant(n, &HostTensor::int(DataType::INT64, s.clone(), v.clone()))
+                }
                 Arg::Absent => String::new(),
             });
         }
@@ -265,13 +284,21 @@ pub fn unary_case(op: &str, attrs: &[AttributeProto], shape: &[usize], inputs: I
 
 /// Binary op case with broadcasting shapes.
 pub fn binary_case(op: &str, a: &[usize], b: &[usize], inputs: Inputs) -> Case {
-    Case::op(op).input("a", a).input("b", b).values(inputs).named(&format!("{a:?} ⊕ {b:?}"))
+    Case::op(op)
+        .input("a", a)
+        .input("b", b)
+        .values(inputs)
+        .named(&format!("{a:?} ⊕ {b:?}"))
 }
 
 impl Case {
     /// Pow with a constant scalar exponent.
     pub fn pow_const_exponent(e: f64) -> Case {
-        Case::op("Pow").input("a", &[2, 3]).floats("e", &[], &[e]).values(Inputs::positive()).named(&format!("x^{e}"))
+        Case::op("Pow")
+            .input("a", &[2, 3])
+            .floats("e", &[], &[e])
+            .values(Inputs::positive())
+            .named(&format!("x^{e}"))
     }
 
     /// Variadic op over inputs of the given shapes.
@@ -288,7 +315,10 @@ impl Case {
         Case::graph("Where", 17, |b, dt| {
             let a = b.input("a", dt, &[Dim::Fixed(2), Dim::Fixed(3)]);
             let x = b.input("b", dt, &[Dim::Fixed(3)]);
-            let c = b.constant("c", &HostTensor::int(DataType::BOOL, vec![2, 3], vec![1, 0, 1, 0, 0, 1]));
+            let c = b.constant(
+                "c",
+                &HostTensor::int(DataType::BOOL, vec![2, 3], vec![1, 0, 1, 0, 0, 1]),
+            );
             let y = b.where_(&c, &a, &x);
             b.output(&y, "y");
         })
@@ -317,11 +347,31 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
     let inputs: Vec<(String, Vec<usize>)> = graph
         .real_inputs()
         .iter()
-        .map(|v| (v.name.clone(), v.dims().unwrap().iter().map(|d| d.fixed().unwrap() as usize).collect()))
+        .map(|v| {
+            (
+                v.name.clone(),
+                v.dims()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.fixed().unwrap() as usize)
+                    .collect(),
+            )
+        })
         .collect();
-    let wrt: Vec<String> = if case.wrt.is_empty() { inputs.iter().map(|i| i.0.clone()).collect() } else { case.wrt.clone() };
-    let (vjp, _warnings) = build_vjp(&model, &VjpSpec { wrt: wrt.clone(), of: case.of.clone(), ..Default::default() })
-        .map_err(|e| format!("build_vjp: {e}"))?;
+    let wrt: Vec<String> = if case.wrt.is_empty() {
+        inputs.iter().map(|i| i.0.clone()).collect()
+    } else {
+        case.wrt.clone()
+    };
+    let (vjp, _warnings) = build_vjp(
+        &model,
+        &VjpSpec {
+            wrt: wrt.clone(),
+            of: case.of.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("build_vjp: {e}"))?;
     let vjp_nodes = vjp.graph.as_ref().map(|g| g.node.len()).unwrap_or(0);
     let mut back = Runner::new(&vjp).map_err(|e| format!("VJP model: {e}"))?;
 
@@ -332,9 +382,14 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         x.insert(n.clone(), HostTensor::float(dt, s.clone(), v).cast(dt));
     }
     let feed = |x: &HashMap<String, HostTensor>| -> Vec<(String, HostTensor)> {
-        inputs.iter().map(|(n, _)| (n.clone(), x[n].clone())).collect()
+        inputs
+            .iter()
+            .map(|(n, _)| (n.clone(), x[n].clone()))
+            .collect()
     };
-    let run = |r: &mut Runner, f: &[(String, HostTensor)]| -> Result<HashMap<String, HostTensor>, String> {
+    let run = |r: &mut Runner,
+               f: &[(String, HostTensor)]|
+     -> Result<HashMap<String, HostTensor>, String> {
         let refs: Vec<(&str, &HostTensor)> = f.iter().map(|(n, t)| (n.as_str(), t)).collect();
         r.run(&refs)
     };
@@ -351,7 +406,10 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
     for o in graph.output.iter().map(|v| &v.name) {
         let ours = inf.shape(o).map_err(|e| format!("shape inference: {e}"))?;
         if ours != y[o].shape {
-            return Err(format!("shape inference says {o} is {ours:?}, ONNX Runtime gives {:?}", y[o].shape));
+            return Err(format!(
+                "shape inference says {o} is {ours:?}, ONNX Runtime gives {:?}",
+                y[o].shape
+            ));
         }
     }
 
@@ -370,9 +428,14 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
     for o in &float_outputs {
         let (a, b) = (y[o].to_f64s(), out[o].to_f64s());
         let scale = a.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
         if err > scale * if f64_ { 1e-9 } else { 1e-4 } {
-            return Err(format!("forward output {o} differs in the VJP model by {err:e}"));
+            return Err(format!(
+                "forward output {o} differs in the VJP model by {err:e}"
+            ));
         }
     }
 
@@ -380,7 +443,13 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         let y = run(fwd, &feed(x))?;
         Ok(float_outputs
             .iter()
-            .map(|o| y[o].to_f64s().iter().zip(u[o].to_f64s()).map(|(a, b)| a * b).sum::<f64>())
+            .map(|o| {
+                y[o].to_f64s()
+                    .iter()
+                    .zip(u[o].to_f64s())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+            })
             .sum())
     };
     let h = if f64_ {
@@ -390,17 +459,32 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
     } else {
         case.f32_step
     };
-    let (rtol, atol) = if f64_ { (2e-6, 1e-9) } else { (case.f32_tol, 1e-4) };
+    let (rtol, atol) = if f64_ {
+        (2e-6, 1e-9)
+    } else {
+        (case.f32_tol, 1e-4)
+    };
 
     let mut grads: HashMap<String, Vec<f64>> = HashMap::new();
     for w in &wrt {
-        let g = out.get(&format!("{w}_grad")).ok_or_else(|| format!("no output {w}_grad"))?;
+        let g = out
+            .get(&format!("{w}_grad"))
+            .ok_or_else(|| format!("no output {w}_grad"))?;
         if g.shape != x[w].shape {
-            return Err(format!("{w}_grad has shape {:?}, {w} has {:?}", g.shape, x[w].shape));
+            return Err(format!(
+                "{w}_grad has shape {:?}, {w} has {:?}",
+                g.shape, x[w].shape
+            ));
         }
         let g = g.to_f64s();
         let n = g.len();
-        let picks: Vec<usize> = if n <= 48 { (0..n).collect() } else { (0..48).map(|_| (rng.next_u64() % n as u64) as usize).collect() };
+        let picks: Vec<usize> = if n <= 48 {
+            (0..n).collect()
+        } else {
+            (0..48)
+                .map(|_| (rng.next_u64() % n as u64) as usize)
+                .collect()
+        };
         let mut fd = vec![];
         for &i in &picks {
             let mut xp = x.clone();
@@ -413,7 +497,11 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
             xm.insert(w.clone(), HostTensor::float(dt, x[w].shape.clone(), vm));
             fd.push((f(&mut fwd, &xp)? - f(&mut fwd, &xm)?) / (2.0 * h));
         }
-        let scale = picks.iter().map(|&i| g[i].abs()).chain(fd.iter().map(|v| v.abs())).fold(0.0f64, f64::max);
+        let scale = picks
+            .iter()
+            .map(|&i| g[i].abs())
+            .chain(fd.iter().map(|v| v.abs()))
+            .fold(0.0f64, f64::max);
         let mut worst = (0.0f64, 0usize);
         for (k, &i) in picks.iter().enumerate() {
             let e = (fd[k] - g[i]).abs();
@@ -440,15 +528,38 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         let v: Vec<f64> = (0..x[w].len()).map(|_| rng.normal()).collect();
         let base = x[w].to_f64s();
         rhs += v.iter().zip(&grads[w]).map(|(a, b)| a * b).sum::<f64>();
-        mag += v.iter().zip(&grads[w]).map(|(a, b)| (a * b).abs()).sum::<f64>();
-        xp.insert(w.clone(), HostTensor::float(dt, x[w].shape.clone(), base.iter().zip(&v).map(|(a, b)| a + h * b).collect()));
-        xm.insert(w.clone(), HostTensor::float(dt, x[w].shape.clone(), base.iter().zip(&v).map(|(a, b)| a - h * b).collect()));
+        mag += v
+            .iter()
+            .zip(&grads[w])
+            .map(|(a, b)| (a * b).abs())
+            .sum::<f64>();
+        xp.insert(
+            w.clone(),
+            HostTensor::float(
+                dt,
+                x[w].shape.clone(),
+                base.iter().zip(&v).map(|(a, b)| a + h * b).collect(),
+            ),
+        );
+        xm.insert(
+            w.clone(),
+            HostTensor::float(
+                dt,
+                x[w].shape.clone(),
+                base.iter().zip(&v).map(|(a, b)| a - h * b).collect(),
+            ),
+        );
     }
     let lhs = (f(&mut fwd, &xp)? - f(&mut fwd, &xm)?) / (2.0 * h);
     if (lhs - rhs).abs() > atol + rtol * 3.0 * mag.max(lhs.abs()) {
-        return Err(format!("dot-product identity: <Jv,u> = {lhs:.6e} but <v,J^T u> = {rhs:.6e} ({dt})"));
+        return Err(format!(
+            "dot-product identity: <Jv,u> = {lhs:.6e} but <v,J^T u> = {rhs:.6e} ({dt})"
+        ));
     }
-    Ok(Outcome { dtype: dt, vjp_nodes })
+    Ok(Outcome {
+        dtype: dt,
+        vjp_nodes,
+    })
 }
 
 /// Run every case; panic with the list of all failures.
@@ -462,13 +573,17 @@ pub fn run_cases(cases: Vec<Case>) {
         } else {
             match check(case, DataType::DOUBLE, seed) {
                 Err(e) if e.contains("ONNX Runtime rejected") || e.contains("NOT_IMPLEMENTED") => {
-                    check(case, DataType::FLOAT, seed).map_err(|e2| format!("{e2} (float64 unavailable: {e})"))
+                    check(case, DataType::FLOAT, seed)
+                        .map_err(|e2| format!("{e2} (float64 unavailable: {e})"))
                 }
                 r => r,
             }
         };
         match result {
-            Ok(o) => summary.push(format!("{} ({}, {} VJP nodes)", case.name, o.dtype, o.vjp_nodes)),
+            Ok(o) => summary.push(format!(
+                "{} ({}, {} VJP nodes)",
+                case.name, o.dtype, o.vjp_nodes
+            )),
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
@@ -476,6 +591,11 @@ pub fn run_cases(cases: Vec<Case>) {
         eprintln!("passed:\n  {}", summary.join("\n  "));
     }
     if !failures.is_empty() {
-        panic!("{} of {} cases failed:\n  {}", failures.len(), cases.len(), failures.join("\n  "));
+        panic!(
+            "{} of {} cases failed:\n  {}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n  ")
+        );
     }
 }

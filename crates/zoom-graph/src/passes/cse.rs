@@ -8,6 +8,9 @@ use prost::Message;
 use crate::error::Result;
 use crate::proto::{ModelProto, NodeProto};
 
+/// Initializers up to this size are merged when identical.
+const SMALL_CONST_BYTES: usize = 1 << 16;
+
 fn is_random(op: &str) -> bool {
     op.starts_with("Random") || op == "Bernoulli" || op == "Multinomial" || op == "Dropout"
 }
@@ -25,7 +28,12 @@ pub fn eliminate_common_subexpressions(model: &mut ModelProto) -> Result<bool> {
     let mut seen_init: HashMap<(i32, Vec<i64>, Vec<u8>), String> = HashMap::new();
     let mut keep_init = vec![];
     for t in std::mem::take(&mut graph.initializer) {
-        if inputs.contains(&t.name) || outputs.contains(&t.name) {
+        // Only small constants (the ones gradient rules emit) are compared: hashing every
+        // weight of a big model on each round would cost more than it saves.
+        if inputs.contains(&t.name)
+            || outputs.contains(&t.name)
+            || t.raw_data.len() > SMALL_CONST_BYTES
+        {
             keep_init.push(t);
             continue;
         }
@@ -110,7 +118,10 @@ pub fn eliminate_common_subexpressions(model: &mut ModelProto) -> Result<bool> {
                 continue;
             }
         }
-        if !is_random(&n.op_type) && !n.has_subgraphs() && !n.output.iter().any(|o| outputs.contains(o)) {
+        if !is_random(&n.op_type)
+            && !n.has_subgraphs()
+            && !n.output.iter().any(|o| outputs.contains(o))
+        {
             let key = node_key(&n);
             if let Some(prev) = seen_node.get(&key) {
                 if prev.len() == n.output.len() {
@@ -136,7 +147,11 @@ pub fn eliminate_common_subexpressions(model: &mut ModelProto) -> Result<bool> {
 fn node_key(n: &NodeProto) -> Vec<u8> {
     let mut k = NodeProto {
         op_type: n.op_type.clone(),
-        domain: if n.is_default_domain() { String::new() } else { n.domain.clone() },
+        domain: if n.is_default_domain() {
+            String::new()
+        } else {
+            n.domain.clone()
+        },
         input: n.input.clone(),
         attribute: n.attribute.clone(),
         ..Default::default()

@@ -25,7 +25,9 @@ pub fn eliminate_dead_nodes(model: &mut ModelProto) -> Result<bool> {
     let mut k = keep.into_iter();
     graph.node.retain(|_| k.next().unwrap_or(true));
     let inputs: HashSet<String> = graph.input.iter().map(|v| v.name.clone()).collect();
-    graph.initializer.retain(|t| live.contains(&t.name) || inputs.contains(&t.name));
+    graph
+        .initializer
+        .retain(|t| live.contains(&t.name) || inputs.contains(&t.name));
     graph.value_info.retain(|v| live.contains(&v.name));
     Ok((graph.node.len(), graph.initializer.len()) != before)
 }

@@ -38,9 +38,17 @@ pub fn fold_constants(model: &mut ModelProto, limits: FoldLimits) -> Result<bool
         let foldable = node.is_default_domain()
             && !node.has_subgraphs()
             && !node.output.is_empty()
-            && node.output.iter().all(|o| !o.is_empty() && inf.consts.contains_key(o) && !outputs.contains(o))
+            && node
+                .output
+                .iter()
+                .all(|o| !o.is_empty() && inf.consts.contains_key(o) && !outputs.contains(o))
             && {
-                let biggest_in = node.input.iter().filter_map(|i| sizes(i)).max().unwrap_or(1);
+                let biggest_in = node
+                    .input
+                    .iter()
+                    .filter_map(|i| sizes(i))
+                    .max()
+                    .unwrap_or(1);
                 node.output.iter().all(|o| {
                     let n = sizes(o).unwrap_or(usize::MAX);
                     n <= limits.max_elems && (n <= 4096 || n <= 4 * biggest_in)

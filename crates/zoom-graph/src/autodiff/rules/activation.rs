@@ -2,9 +2,9 @@
 //!
 //! | op | dx |
 //! |---|---|
-//! | Relu | g·[x>0] |
+//! | Relu | g·𝟙(x>0) |
 //! | LeakyRelu(α) | g·(x>0 ? 1 : α) |
-//! | PRelu(slope) | g·(x<0 ? slope : 1); dslope = Σ g·x·[x<0] |
+//! | PRelu(slope) | g·(x<0 ? slope : 1); dslope = Σ g·x·𝟙(x<0) |
 //! | Sigmoid | g·y·(1−y) |
 //! | Tanh | g·(1−y²) |
 //! | Softplus | g·σ(x) |
@@ -12,13 +12,13 @@
 //! | Elu(α) | g·(x>0 ? 1 : y+α) |
 //! | Selu(α,γ) | g·(x>0 ? γ : y+αγ) |
 //! | Celu(α) | g·(x>0 ? 1 : e^(x/α)) |
-//! | ThresholdedRelu(α) | g·[x>α] |
-//! | HardSigmoid(α,β) | g·α·[0<αx+β<1] |
+//! | ThresholdedRelu(α) | g·𝟙(x>α) |
+//! | HardSigmoid(α,β) | g·α·𝟙(0<αx+β<1) |
 //! | HardSwish | g·(x<−3 ? 0 : x>3 ? 1 : x/3+½) |
 //! | Mish | g·(tanh(sp) + x·σ(x)·(1−tanh²(sp))), sp = softplus(x) |
 //! | Gelu (none) | g·(Φ(x) + x·φ(x)) |
 //! | Gelu (tanh) | g·(½(1+t) + ½x(1−t²)·√(2/π)(1+3·0.044715x²)), t = tanh(√(2/π)(x+0.044715x³)) |
-//! | Clip(min,max) | g·[min ≤ x ≤ max] |
+//! | Clip(min,max) | g·𝟙(min ≤ x ≤ max) |
 
 use super::{dy0, grads};
 use crate::autodiff::ctx::VjpCtx;
@@ -49,7 +49,12 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("Clip", clip);
 }
 
-fn activation(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn activation(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, y) = (n.input[0].as_str(), n.output[0].as_str());
     let dt = ctx.dtype(x)?;
@@ -86,8 +91,8 @@ fn activation(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]
                 (n.attr_or::<f32>("alpha", 1.0)? as f64, 1.0)
             } else {
                 (
-                    n.attr_or::<f32>("alpha", 1.673_263_192_176_818_8)? as f64,
-                    n.attr_or::<f32>("gamma", 1.050_701_022_148_132_3)? as f64,
+                    n.attr_or::<f32>("alpha", 1.673_263_2)? as f64,
+                    n.attr_or::<f32>("gamma", 1.050_701)? as f64,
                 )
             };
             let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
@@ -194,7 +199,12 @@ fn activation(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]
     grads(vec![ctx.b.mul(&g, &d)])
 }
 
-fn prelu(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn prelu(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, slope, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let dt = ctx.dtype(x)?;
@@ -215,7 +225,12 @@ fn prelu(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) 
     Ok(out)
 }
 
-fn clip(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn clip(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let x = &n.input[0];
     if need.iter().skip(1).any(|&b| b) {
@@ -264,22 +279,87 @@ mod tests {
             unary_case("Elu", &[attrs::float("alpha", 0.7)], s, away).float_only(),
             unary_case("Selu", &[], s, away).float_only(),
             unary_case("Celu", &[attrs::float("alpha", 1.5)], s, away).float_only(),
-            unary_case("ThresholdedRelu", &[attrs::float("alpha", 0.5)], s, Inputs::uniform(0.6, 2.0)).float_only(),
+            unary_case(
+                "ThresholdedRelu",
+                &[attrs::float("alpha", 0.5)],
+                s,
+                Inputs::uniform(0.6, 2.0),
+            )
+            .float_only(),
             unary_case("HardSigmoid", &[], s, Inputs::uniform(-2.0, 2.0)).float_only(),
-            unary_case("HardSigmoid", &[attrs::float("alpha", 0.5), attrs::float("beta", 0.2)], s, Inputs::uniform(-1.0, 1.0))
+            unary_case(
+                "HardSigmoid",
+                &[attrs::float("alpha", 0.5), attrs::float("beta", 0.2)],
+                s,
+                Inputs::uniform(-1.0, 1.0),
+            )
+            .float_only()
+            .named("alpha beta"),
+            unary_case(
+                "HardSwish",
+                &[],
+                s,
+                Inputs::away_from_zero().range(0.1, 2.9),
+            )
+            .float_only()
+            .named("inside"),
+            unary_case("HardSwish", &[], s, Inputs::uniform(3.1, 5.0))
                 .float_only()
-                .named("alpha beta"),
-            unary_case("HardSwish", &[], s, Inputs::away_from_zero().range(0.1, 2.9)).float_only().named("inside"),
-            unary_case("HardSwish", &[], s, Inputs::uniform(3.1, 5.0)).float_only().named("above"),
-            unary_case("Mish", &[], s, Inputs::any()).opset(18).float_only(),
-            unary_case("Gelu", &[], s, Inputs::any()).opset(20).float_only(),
-            unary_case("Gelu", &[attrs::string("approximate", "tanh")], s, Inputs::any()).opset(20).float_only().named("tanh"),
+                .named("above"),
+            unary_case("Mish", &[], s, Inputs::any())
+                .opset(18)
+                .float_only(),
+            unary_case("Gelu", &[], s, Inputs::any())
+                .opset(20)
+                .float_only(),
+            unary_case(
+                "Gelu",
+                &[attrs::string("approximate", "tanh")],
+                s,
+                Inputs::any(),
+            )
+            .opset(20)
+            .float_only()
+            .named("tanh"),
         ];
-        cases.push(Case::op("PRelu").input("x", &[2, 3, 2]).weight("slope", &[3, 1]).values(away).float_only());
-        cases.push(Case::op("PRelu").input("x", &[2, 3, 2]).input("slope", &[3, 1]).values(away).float_only().named("slope input"));
-        cases.push(Case::op("Clip").input("x", &[2, 5]).floats("lo", &[], &[-0.5]).floats("hi", &[], &[0.7]).values(Inputs::any()).named("min max"));
-        cases.push(Case::op("Clip").input("x", &[2, 5]).absent().floats("hi", &[], &[0.7]).values(Inputs::any()).named("max only"));
-        cases.push(Case::op("Clip").input("x", &[2, 5]).floats("lo", &[], &[0.0]).values(Inputs::away_from_zero()).named("relu-like"));
+        cases.push(
+            Case::op("PRelu")
+                .input("x", &[2, 3, 2])
+                .weight("slope", &[3, 1])
+                .values(away)
+                .float_only(),
+        );
+        cases.push(
+            Case::op("PRelu")
+                .input("x", &[2, 3, 2])
+                .input("slope", &[3, 1])
+                .values(away)
+                .float_only()
+                .named("slope input"),
+        );
+        cases.push(
+            Case::op("Clip")
+                .input("x", &[2, 5])
+                .floats("lo", &[], &[-0.5])
+                .floats("hi", &[], &[0.7])
+                .values(Inputs::any())
+                .named("min max"),
+        );
+        cases.push(
+            Case::op("Clip")
+                .input("x", &[2, 5])
+                .absent()
+                .floats("hi", &[], &[0.7])
+                .values(Inputs::any())
+                .named("max only"),
+        );
+        cases.push(
+            Case::op("Clip")
+                .input("x", &[2, 5])
+                .floats("lo", &[], &[0.0])
+                .values(Inputs::away_from_zero())
+                .named("relu-like"),
+        );
         run_cases(cases);
     }
 }

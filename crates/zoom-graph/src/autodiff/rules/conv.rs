@@ -1,9 +1,10 @@
 //! Convolution data gradients (any number of spatial axes, groups/depthwise, strides,
 //! dilations, explicit or automatic padding).
 //!
-//! Conv y = conv(x, W): dx = ConvTranspose(g, W) with the same strides, dilations, group and
-//! (resolved) pads, and `output_padding` = the rows of x the last window never reached, so the
-//! result has x's size exactly.
+//! Conv y = conv(x, W): with stride 1, dx = Conv(g, W') where W' is W flipped in space with
+//! input and output channels swapped (per group), padded by (k−1)·d − pad. Otherwise
+//! dx = ConvTranspose(g, W) with the same strides, dilations, group and (resolved) pads, and
+//! `output_padding` = the rows of x the last window never reached, so the result has x's size.
 //! ConvTranspose y = convᵀ(x, W): dx = Conv(g, W) with the same strides, dilations, group and
 //! the (resolved) pads of the transposed convolution.
 //! Bias: db = Σ g over batch and spatial axes. Weight gradients are not implemented (an error).
@@ -26,11 +27,18 @@ fn bias_grad(ctx: &mut VjpCtx, g: &str, rank: usize) -> String {
     ctx.b.reduce("ReduceSum", g, &axes, false)
 }
 
-fn conv(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn conv(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, w, y) = (&n.input[0], &n.input[1], &n.output[0]);
     if need[1] {
-        return Err(n.unsupported("gradient with respect to the Conv weight (it depends on the differentiated input)"));
+        return Err(n.unsupported(
+            "gradient with respect to the Conv weight (it depends on the differentiated input)",
+        ));
     }
     let xs = ctx.shape(x)?;
     let ws = ctx.shape(w)?;
@@ -42,7 +50,36 @@ fn conv(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -
     let pads = geo.resolved_pads(&xsp);
     let group = n.attr_or::<i64>("group", 1)?;
     let mut out = vec![None; n.input.len()];
-    if need[0] {
+    // Stride 1: dx is a plain convolution of g with the flipped, in/out-swapped kernel. ONNX
+    // Runtime's Conv kernels are much faster than its ConvTranspose, and the kernel transform
+    // folds to a constant.
+    let flip_pads: Vec<(i64, i64)> = (0..sp)
+        .map(|i| {
+            let eff = (geo.kernel[i] - 1) * geo.dilations[i] + 1;
+            (eff - 1 - pads[i].0, eff - 1 - pads[i].1)
+        })
+        .collect();
+    if need[0]
+        && geo.strides.iter().all(|&s| s == 1)
+        && flip_pads.iter().all(|p| p.0 >= 0 && p.1 >= 0)
+    {
+        let wf = flipped_kernel(ctx, w, &ws, group as usize);
+        let pads_v: Vec<i64> = flip_pads
+            .iter()
+            .map(|p| p.0)
+            .chain(flip_pads.iter().map(|p| p.1))
+            .collect();
+        out[0] = Some(ctx.b.op(
+            "Conv",
+            &[&g, &wf],
+            vec![
+                attrs::ints("dilations", &geo.dilations),
+                attrs::ints("pads", &pads_v),
+                attrs::int("group", group),
+                attrs::ints("kernel_shape", &geo.kernel),
+            ],
+        ));
+    } else if need[0] {
         let mut out_pad = vec![];
         for i in 0..sp {
             let o = ys[2 + i] as i64;
@@ -50,7 +87,11 @@ fn conv(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -
             let reach = geo.strides[i] * (o - 1) + eff - pads[i].0 - pads[i].1;
             out_pad.push(xsp[i] - reach);
         }
-        let pads_v: Vec<i64> = pads.iter().map(|p| p.0).chain(pads.iter().map(|p| p.1)).collect();
+        let pads_v: Vec<i64> = pads
+            .iter()
+            .map(|p| p.0)
+            .chain(pads.iter().map(|p| p.1))
+            .collect();
         let mut a = vec![
             attrs::ints("strides", &geo.strides),
             attrs::ints("dilations", &geo.dilations),
@@ -69,7 +110,36 @@ fn conv(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -
     Ok(out)
 }
 
-fn conv_transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+/// W [M, C/g, k…] → W' [C, M/g, k…] with W'[c, m, κ] = W[m, c, k−1−κ] within each group.
+fn flipped_kernel(ctx: &mut VjpCtx, w: &str, ws: &[usize], group: usize) -> String {
+    let sp = ws.len() - 2;
+    let (m, cg) = (ws[0], ws[1]);
+    let t = if group == 1 {
+        let mut perm: Vec<i64> = vec![1, 0];
+        perm.extend(2..ws.len() as i64);
+        ctx.b.transpose(w, &perm)
+    } else {
+        let mut s = vec![group as i64, (m / group) as i64, cg as i64];
+        s.extend(ws[2..].iter().map(|&d| d as i64));
+        let r = ctx.b.reshape(w, &s);
+        let mut perm: Vec<i64> = vec![0, 2, 1];
+        perm.extend(3..(3 + sp) as i64);
+        let t = ctx.b.transpose(&r, &perm);
+        let mut s2 = vec![(cg * group) as i64, (m / group) as i64];
+        s2.extend(ws[2..].iter().map(|&d| d as i64));
+        ctx.b.reshape(&t, &s2)
+    };
+    let axes: Vec<i64> = (2..2 + sp as i64).collect();
+    ctx.b
+        .slice(&t, &vec![-1; sp], &vec![i64::MIN; sp], &axes, &vec![-1; sp])
+}
+
+fn conv_transpose(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, w, y) = (&n.input[0], &n.input[1], &n.output[0]);
     if need[1] {
@@ -91,7 +161,11 @@ fn conv_transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: 
         let mut pads = vec![];
         let mut crop = false;
         for i in 0..sp {
-            let out_len = if has_out_shape { Some(ys[2 + i] as i64) } else { None };
+            let out_len = if has_out_shape {
+                Some(ys[2 + i] as i64)
+            } else {
+                None
+            };
             let p = conv_transpose_pads(
                 &geo.auto_pad,
                 xs[2 + i] as i64,
@@ -112,7 +186,11 @@ fn conv_transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: 
             }
             pads.push(p);
         }
-        let pads_v: Vec<i64> = pads.iter().map(|p| p.0).chain(pads.iter().map(|p| p.1)).collect();
+        let pads_v: Vec<i64> = pads
+            .iter()
+            .map(|p| p.0)
+            .chain(pads.iter().map(|p| p.1))
+            .collect();
         let mut d = ctx.b.op(
             "Conv",
             &[&g, w],
@@ -145,42 +223,130 @@ mod tests {
     use crate::autodiff::testing::{run_cases, Case};
 
     fn conv(x: &[usize], w: &[usize]) -> Case {
-        Case::op("Conv").input("x", x).weight("w", w).float_only().linear()
+        Case::op("Conv")
+            .input("x", x)
+            .weight("w", w)
+            .float_only()
+            .linear()
     }
 
     fn convt(x: &[usize], w: &[usize]) -> Case {
-        Case::op("ConvTranspose").input("x", x).weight("w", w).float_only().linear()
+        Case::op("ConvTranspose")
+            .input("x", x)
+            .weight("w", w)
+            .float_only()
+            .linear()
     }
 
     #[test]
     fn conv_rules() {
         let cases = vec![
             conv(&[1, 2, 5, 5], &[3, 2, 3, 3]).named("plain"),
-            conv(&[2, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("stride 2 pad 1"),
-            conv(&[1, 2, 8, 8], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 3])).attr(attrs::ints("pads", &[0, 1, 2, 0])).named("asymmetric pads, uneven strides"),
-            conv(&[1, 2, 9, 9], &[2, 2, 3, 3]).attr(attrs::ints("dilations", &[2, 2])).attr(attrs::ints("pads", &[2, 2, 2, 2])).named("dilation 2"),
-            conv(&[1, 4, 6, 6], &[4, 1, 3, 3]).attr(attrs::int("group", 4)).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("depthwise"),
-            conv(&[1, 4, 6, 6], &[6, 2, 3, 3]).attr(attrs::int("group", 2)).attr(attrs::ints("strides", &[2, 2])).named("groups 2"),
-            conv(&[1, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::string("auto_pad", "SAME_UPPER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_UPPER"),
-            conv(&[1, 2, 7, 6], &[3, 2, 3, 3]).attr(attrs::string("auto_pad", "SAME_LOWER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_LOWER"),
-            conv(&[1, 2, 7, 6], &[3, 2, 2, 2]).attr(attrs::string("auto_pad", "VALID")).attr(attrs::ints("strides", &[2, 2])).named("VALID"),
-            conv(&[2, 3, 10], &[4, 3, 3]).attr(attrs::ints("strides", &[3])).named("1-D"),
-            conv(&[1, 2, 4, 5, 4], &[2, 2, 2, 3, 2]).attr(attrs::ints("pads", &[1, 0, 1, 0, 1, 1])).named("3-D"),
-            Case::op("Conv").input("x", &[1, 2, 5, 5]).weight("w", &[3, 2, 3, 3]).input("b", &[3]).float_only().linear().named("bias input"),
-            Case::op("Conv").input("x", &[1, 2, 5, 5]).weight("w", &[3, 2, 1, 1]).weight("b", &[3]).float_only().linear().named("1x1 with bias"),
+            conv(&[2, 2, 7, 6], &[3, 2, 3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("stride 2 pad 1"),
+            conv(&[1, 2, 8, 8], &[3, 2, 3, 3])
+                .attr(attrs::ints("strides", &[2, 3]))
+                .attr(attrs::ints("pads", &[0, 1, 2, 0]))
+                .named("asymmetric pads, uneven strides"),
+            conv(&[1, 2, 9, 9], &[2, 2, 3, 3])
+                .attr(attrs::ints("dilations", &[2, 2]))
+                .attr(attrs::ints("pads", &[2, 2, 2, 2]))
+                .named("dilation 2"),
+            conv(&[1, 4, 6, 6], &[4, 1, 3, 3])
+                .attr(attrs::int("group", 4))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("depthwise"),
+            conv(&[1, 4, 6, 6], &[6, 2, 3, 3])
+                .attr(attrs::int("group", 2))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("groups 2"),
+            conv(&[1, 2, 7, 6], &[3, 2, 3, 3])
+                .attr(attrs::string("auto_pad", "SAME_UPPER"))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("SAME_UPPER"),
+            conv(&[1, 2, 7, 6], &[3, 2, 3, 3])
+                .attr(attrs::string("auto_pad", "SAME_LOWER"))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("SAME_LOWER"),
+            conv(&[1, 2, 7, 6], &[3, 2, 2, 2])
+                .attr(attrs::string("auto_pad", "VALID"))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("VALID"),
+            conv(&[2, 3, 10], &[4, 3, 3])
+                .attr(attrs::ints("strides", &[3]))
+                .named("1-D"),
+            conv(&[1, 2, 4, 5, 4], &[2, 2, 2, 3, 2])
+                .attr(attrs::ints("pads", &[1, 0, 1, 0, 1, 1]))
+                .named("3-D"),
+            Case::op("Conv")
+                .input("x", &[1, 2, 5, 5])
+                .weight("w", &[3, 2, 3, 3])
+                .input("b", &[3])
+                .float_only()
+                .linear()
+                .named("bias input"),
+            Case::op("Conv")
+                .input("x", &[1, 2, 5, 5])
+                .weight("w", &[3, 2, 1, 1])
+                .weight("b", &[3])
+                .float_only()
+                .linear()
+                .named("1x1 with bias"),
             convt(&[1, 3, 4, 4], &[3, 2, 3, 3]).named("plain"),
-            convt(&[1, 3, 4, 5], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("stride 2 pad 1"),
-            convt(&[1, 3, 4, 5], &[3, 2, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).attr(attrs::ints("output_padding", &[1, 1])).named("output_padding"),
-            convt(&[1, 2, 4, 4], &[2, 2, 4, 4]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("U-Net up 4x4/2"),
-            convt(&[1, 2, 3, 3], &[2, 2, 2, 2]).attr(attrs::ints("strides", &[2, 2])).named("2x2/2"),
-            convt(&[1, 4, 3, 3], &[4, 1, 3, 3]).attr(attrs::int("group", 4)).attr(attrs::ints("strides", &[2, 2])).named("depthwise"),
-            convt(&[1, 4, 3, 4], &[4, 3, 3, 3]).attr(attrs::int("group", 2)).attr(attrs::ints("dilations", &[2, 1])).named("groups 2 dilation"),
-            convt(&[1, 2, 3, 4], &[2, 3, 3, 3]).attr(attrs::string("auto_pad", "SAME_UPPER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_UPPER"),
-            convt(&[1, 2, 3, 4], &[2, 3, 3, 3]).attr(attrs::string("auto_pad", "SAME_LOWER")).attr(attrs::ints("strides", &[2, 2])).named("SAME_LOWER"),
-            convt(&[1, 2, 3, 3], &[2, 3, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("output_shape", &[6, 6])).named("output_shape"),
-            convt(&[1, 2, 3, 3], &[2, 3, 3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("output_shape", &[6, 6])).attr(attrs::string("auto_pad", "SAME_UPPER")).named("output_shape SAME_UPPER"),
-            convt(&[2, 3, 5], &[3, 2, 4]).attr(attrs::ints("strides", &[3])).attr(attrs::ints("output_padding", &[2])).named("1-D output_padding"),
-            Case::op("ConvTranspose").input("x", &[1, 3, 4, 4]).weight("w", &[3, 2, 3, 3]).input("b", &[2]).float_only().linear().named("bias input"),
+            convt(&[1, 3, 4, 5], &[3, 2, 3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("stride 2 pad 1"),
+            convt(&[1, 3, 4, 5], &[3, 2, 3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .attr(attrs::ints("output_padding", &[1, 1]))
+                .named("output_padding"),
+            convt(&[1, 2, 4, 4], &[2, 2, 4, 4])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("U-Net up 4x4/2"),
+            convt(&[1, 2, 3, 3], &[2, 2, 2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("2x2/2"),
+            convt(&[1, 4, 3, 3], &[4, 1, 3, 3])
+                .attr(attrs::int("group", 4))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("depthwise"),
+            convt(&[1, 4, 3, 4], &[4, 3, 3, 3])
+                .attr(attrs::int("group", 2))
+                .attr(attrs::ints("dilations", &[2, 1]))
+                .named("groups 2 dilation"),
+            convt(&[1, 2, 3, 4], &[2, 3, 3, 3])
+                .attr(attrs::string("auto_pad", "SAME_UPPER"))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("SAME_UPPER"),
+            convt(&[1, 2, 3, 4], &[2, 3, 3, 3])
+                .attr(attrs::string("auto_pad", "SAME_LOWER"))
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("SAME_LOWER"),
+            convt(&[1, 2, 3, 3], &[2, 3, 3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("output_shape", &[6, 6]))
+                .named("output_shape"),
+            convt(&[1, 2, 3, 3], &[2, 3, 3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("output_shape", &[6, 6]))
+                .attr(attrs::string("auto_pad", "SAME_UPPER"))
+                .named("output_shape SAME_UPPER"),
+            convt(&[2, 3, 5], &[3, 2, 4])
+                .attr(attrs::ints("strides", &[3]))
+                .attr(attrs::ints("output_padding", &[2]))
+                .named("1-D output_padding"),
+            Case::op("ConvTranspose")
+                .input("x", &[1, 3, 4, 4])
+                .weight("w", &[3, 2, 3, 3])
+                .input("b", &[2])
+                .float_only()
+                .linear()
+                .named("bias input"),
         ];
         run_cases(cases);
     }
@@ -190,16 +356,36 @@ mod tests {
         use crate::autodiff::{build_vjp, VjpSpec};
         use crate::{DataType, Dim, GraphBuilder};
         let mut b = GraphBuilder::new(17);
-        let x = b.input("x", DataType::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(4), Dim::Fixed(4)]);
-        let w = b.input("w", DataType::FLOAT, &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(3)]);
+        let x = b.input(
+            "x",
+            DataType::FLOAT,
+            &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(4), Dim::Fixed(4)],
+        );
+        let w = b.input(
+            "w",
+            DataType::FLOAT,
+            &[Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(3)],
+        );
         let mut y = b.op("Conv", &[&x, &w], vec![]);
         b.nodes.last_mut().unwrap().name = "conv_3".into();
         y = b.op("Relu", &[&y], vec![]);
         b.output(&y, "y");
         let m = b.build().unwrap();
-        let e = build_vjp(&m, &VjpSpec { wrt: vec!["w".into()], ..Default::default() }).unwrap_err();
+        let e = build_vjp(
+            &m,
+            &VjpSpec {
+                wrt: vec!["w".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.is_unsupported());
         let msg = e.to_string();
-        assert!(msg.contains("in node \"conv_3\" (Conv)") && msg.contains("weight") && msg.contains("finite-difference"), "{msg}");
+        assert!(
+            msg.contains("in node \"conv_3\" (Conv)")
+                && msg.contains("weight")
+                && msg.contains("finite-difference"),
+            "{msg}"
+        );
     }
 }

@@ -40,7 +40,12 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("Where", where_);
 }
 
-fn add_sub(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn add_sub(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let y = &n.output[0];
     let mut out = vec![None, None];
@@ -48,13 +53,22 @@ fn add_sub(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]
         out[0] = Some(ctx.unbroadcast_to(&g, y, &n.input[0])?);
     }
     if need.get(1).copied().unwrap_or(false) {
-        let gb = if n.op_type == "Sub" { ctx.b.neg(&g) } else { g.clone() };
+        let gb = if n.op_type == "Sub" {
+            ctx.b.neg(&g)
+        } else {
+            g.clone()
+        };
         out[1] = Some(ctx.unbroadcast_to(&gb, y, &n.input[1])?);
     }
     Ok(out)
 }
 
-fn mul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn mul(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let mut out = vec![None, None];
@@ -69,7 +83,12 @@ fn mul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) ->
     Ok(out)
 }
 
-fn div(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn div(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let mut out = vec![None, None];
@@ -86,17 +105,30 @@ fn div(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) ->
     Ok(out)
 }
 
-fn pow(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn pow(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let dt = ctx.dtype(a)?;
     let mut out = vec![None, None];
     if need[0] {
         // The exponent may have another type (Pow-13 allows int exponents).
-        let bf = if ctx.dtype(b)? == dt { b.clone() } else { ctx.b.cast(b, dt) };
-        let d = match ctx.const_value(b).filter(|t| t.len() == 1).map(|t| t.to_f64s()[0]) {
-            Some(e) if e == 1.0 => None,
-            Some(e) if e == 2.0 => {
+        let bf = if ctx.dtype(b)? == dt {
+            b.clone()
+        } else {
+            ctx.b.cast(b, dt)
+        };
+        let d = match ctx
+            .const_value(b)
+            .filter(|t| t.len() == 1)
+            .map(|t| t.to_f64s()[0])
+        {
+            Some(1.0) => None,
+            Some(2.0) => {
                 let two = ctx.scalar(2.0, dt);
                 Some(ctx.b.mul(a, &two))
             }
@@ -128,7 +160,12 @@ fn pow(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) ->
     Ok(out)
 }
 
-fn unary(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn unary(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     if !need_any(need) {
         return Ok(vec![None]);
     }
@@ -198,7 +235,12 @@ fn unary(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) 
 
 /// Min/Max: the cotangent goes to the input that was selected; on ties, to the first one (so
 /// the total is never double counted).
-fn min_max(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn min_max(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let y = &n.output[0];
     let dt = ctx.dtype(y)?;
@@ -227,7 +269,12 @@ fn min_max(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]
     Ok(out)
 }
 
-fn sum_mean(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn sum_mean(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let y = &n.output[0];
     let g = if n.op_type == "Mean" {
@@ -245,7 +292,12 @@ fn sum_mean(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool
     Ok(out)
 }
 
-fn where_(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn where_(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = super::dy0(n, dy)?;
     let (c, a, b, y) = (&n.input[0], &n.input[1], &n.input[2], &n.output[0]);
     let dt = ctx.dtype(y)?;
@@ -270,7 +322,12 @@ mod tests {
     fn elementwise_rules() {
         let mut cases: Vec<Case> = vec![];
         for op in ["Add", "Sub", "Mul", "Div", "Max", "Min"] {
-            for (a, b) in [(&[2, 3][..], &[2, 3][..]), (&[2, 3], &[3]), (&[2, 1, 4], &[3, 1]), (&[1], &[2, 2])] {
+            for (a, b) in [
+                (&[2, 3][..], &[2, 3][..]),
+                (&[2, 3], &[3]),
+                (&[2, 1, 4], &[3, 1]),
+                (&[1], &[2, 2]),
+            ] {
                 cases.push(binary_case(op, a, b, Inputs::away_from_zero()));
             }
         }
@@ -279,8 +336,15 @@ mod tests {
         cases.push(Case::pow_const_exponent(2.0));
         cases.push(Case::pow_const_exponent(0.5));
         cases.push(Case::pow_const_exponent(-1.5));
-        for op in ["Neg", "Abs", "Exp", "Erf", "Sin", "Cos", "Atan", "Sinh", "Cosh", "Tan"] {
-            cases.push(unary_case(op, &[], &[2, 3], Inputs::away_from_zero().range(0.2, 1.2)));
+        for op in [
+            "Neg", "Abs", "Exp", "Erf", "Sin", "Cos", "Atan", "Sinh", "Cosh", "Tan",
+        ] {
+            cases.push(unary_case(
+                op,
+                &[],
+                &[2, 3],
+                Inputs::away_from_zero().range(0.2, 1.2),
+            ));
         }
         for op in ["Sqrt", "Log", "Reciprocal"] {
             cases.push(unary_case(op, &[], &[2, 3], Inputs::positive()));

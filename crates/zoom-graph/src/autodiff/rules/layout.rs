@@ -26,18 +26,31 @@ fn first_only(n: &NodeProto, g: String) -> Vec<Option<String>> {
     out
 }
 
-fn reshape_back(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn reshape_back(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let s = ctx.shape_i64(&n.input[0])?;
     let r = ctx.b.reshape(&g, &s);
     Ok(first_only(n, r))
 }
 
-fn transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn transpose(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let r = ctx.shape(&n.input[0])?.len();
     let perm: Vec<usize> = match n.get_attr::<Vec<i64>>("perm")? {
-        Some(p) => p.iter().map(|&v| norm_axis(n, v, r)).collect::<Result<_>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&v| norm_axis(n, v, r))
+            .collect::<Result<_>>()?,
         None => (0..r).rev().collect(),
     };
     let mut inv = vec![0i64; r];
@@ -47,13 +60,23 @@ fn transpose(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool])
     Ok(first_only(n, ctx.b.transpose(&g, &inv)))
 }
 
-fn expand(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn expand(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let r = ctx.unbroadcast_to(&g, &n.output[0], &n.input[0])?;
     Ok(first_only(n, r))
 }
 
-fn tile(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn tile(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let xs = ctx.shape(&n.input[0])?;
     let reps = ctx.const_ints(n, 1, "repeats")?;
@@ -76,7 +99,12 @@ fn tile(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> R
     Ok(first_only(n, ctx.b.reshape(&s, &xs64)))
 }
 
-fn depth_space(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn depth_space(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let b = n.attr_req::<i64>("blocksize")?;
     let (xs, ys) = (ctx.shape_i64(&n.input[0])?, ctx.shape_i64(&n.output[0])?);
@@ -109,24 +137,52 @@ mod tests {
     #[test]
     fn layout_rules() {
         run_cases(vec![
-            Case::op("Reshape").input("x", &[2, 3, 4]).ints("s", &[0, -1]),
-            Case::op("Flatten").input("x", &[2, 3, 4]).attr(attrs::int("axis", 2)),
-            Case::op("Squeeze").input("x", &[2, 1, 4, 1]).ints("axes", &[1, -1]).named("axes input (13+)"),
-            Case::op("Squeeze").input("x", &[2, 1, 4]).opset(13).named("no axes, opset 13"),
-            Case::op("Squeeze").input("x", &[2, 1, 4]).ints("axes", &[1]).opset(21).named("opset 21"),
-            Case::op("Unsqueeze").input("x", &[2, 4]).ints("axes", &[0, 3]),
-            Case::op("Transpose").input("x", &[2, 3, 4]).attr(attrs::ints("perm", &[1, 2, 0])),
-            Case::op("Transpose").input("x", &[2, 3, 4]).named("default perm"),
+            Case::op("Reshape")
+                .input("x", &[2, 3, 4])
+                .ints("s", &[0, -1]),
+            Case::op("Flatten")
+                .input("x", &[2, 3, 4])
+                .attr(attrs::int("axis", 2)),
+            Case::op("Squeeze")
+                .input("x", &[2, 1, 4, 1])
+                .ints("axes", &[1, -1])
+                .named("axes input (13+)"),
+            Case::op("Squeeze")
+                .input("x", &[2, 1, 4])
+                .opset(13)
+                .named("no axes, opset 13"),
+            Case::op("Squeeze")
+                .input("x", &[2, 1, 4])
+                .ints("axes", &[1])
+                .opset(21)
+                .named("opset 21"),
+            Case::op("Unsqueeze")
+                .input("x", &[2, 4])
+                .ints("axes", &[0, 3]),
+            Case::op("Transpose")
+                .input("x", &[2, 3, 4])
+                .attr(attrs::ints("perm", &[1, 2, 0])),
+            Case::op("Transpose")
+                .input("x", &[2, 3, 4])
+                .named("default perm"),
             Case::op("Expand").input("x", &[3, 1]).ints("s", &[2, 3, 4]),
             Case::op("Tile").input("x", &[2, 3]).ints("r", &[2, 1]),
-            Case::op("Tile").input("x", &[2, 1, 3]).ints("r", &[1, 3, 2]).named("3-D"),
-            Case::op("DepthToSpace").input("x", &[1, 8, 2, 3]).attr(attrs::int("blocksize", 2)).named("DCR"),
+            Case::op("Tile")
+                .input("x", &[2, 1, 3])
+                .ints("r", &[1, 3, 2])
+                .named("3-D"),
+            Case::op("DepthToSpace")
+                .input("x", &[1, 8, 2, 3])
+                .attr(attrs::int("blocksize", 2))
+                .named("DCR"),
             Case::op("DepthToSpace")
                 .input("x", &[1, 8, 2, 3])
                 .attr(attrs::int("blocksize", 2))
                 .attr(attrs::string("mode", "CRD"))
                 .named("CRD"),
-            Case::op("SpaceToDepth").input("x", &[1, 2, 4, 6]).attr(attrs::int("blocksize", 2)),
+            Case::op("SpaceToDepth")
+                .input("x", &[1, 2, 4, 6])
+                .attr(attrs::int("blocksize", 2)),
         ]);
     }
 }

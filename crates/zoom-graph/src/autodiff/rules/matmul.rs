@@ -23,7 +23,12 @@ fn swap_last(ctx: &mut VjpCtx, v: &str, rank: usize) -> String {
     ctx.b.transpose(v, &perm)
 }
 
-fn matmul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn matmul(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (a, b) = (&n.input[0], &n.input[1]);
     let (sa, sb) = (ctx.shape(a)?, ctx.shape(b)?);
@@ -48,8 +53,16 @@ fn matmul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool])
     } else {
         g
     };
-    let a2 = if va { ctx.b.reshape(a, &[1, sa[0] as i64]) } else { a.clone() };
-    let b2 = if vb { ctx.b.reshape(b, &[sb[0] as i64, 1]) } else { b.clone() };
+    let a2 = if va {
+        ctx.b.reshape(a, &[1, sa[0] as i64])
+    } else {
+        a.clone()
+    };
+    let b2 = if vb {
+        ctx.b.reshape(b, &[sb[0] as i64, 1])
+    } else {
+        b.clone()
+    };
     let mut out = vec![None, None];
     if need[0] {
         let bt = swap_last(ctx, &b2, pb.len());
@@ -58,7 +71,11 @@ fn matmul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool])
         ds.push(m);
         ds.push(pa[pa.len() - 1]);
         let d = ctx.unbroadcast(&d, &ds, &pa);
-        out[0] = Some(if va { ctx.b.reshape(&d, &[sa[0] as i64]) } else { d });
+        out[0] = Some(if va {
+            ctx.b.reshape(&d, &[sa[0] as i64])
+        } else {
+            d
+        });
     }
     if need[1] {
         let at = swap_last(ctx, &a2, pa.len());
@@ -67,12 +84,21 @@ fn matmul(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool])
         ds.push(pb[pb.len() - 2]);
         ds.push(nn);
         let d = ctx.unbroadcast(&d, &ds, &pb);
-        out[1] = Some(if vb { ctx.b.reshape(&d, &[sb[0] as i64]) } else { d });
+        out[1] = Some(if vb {
+            ctx.b.reshape(&d, &[sb[0] as i64])
+        } else {
+            d
+        });
     }
     Ok(out)
 }
 
-fn gemm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn gemm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (a, b) = (&n.input[0], &n.input[1]);
     let alpha = n.attr_or::<f32>("alpha", 1.0)?;
@@ -83,7 +109,11 @@ fn gemm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -
         ctx.b.op(
             "Gemm",
             &[x, y],
-            vec![attrs::float("alpha", alpha), attrs::int("transA", tx), attrs::int("transB", ty)],
+            vec![
+                attrs::float("alpha", alpha),
+                attrs::int("transA", tx),
+                attrs::int("transB", ty),
+            ],
         )
     };
     let mut out = vec![None; n.input.len()];
@@ -137,9 +167,19 @@ mod tests {
             (&[2, 3, 4], &[4]),
             (&[4], &[4]),
         ] {
-            cases.push(Case::op("MatMul").input("a", a).input("b", b).named(&format!("{a:?}@{b:?}")));
+            cases.push(
+                Case::op("MatMul")
+                    .input("a", a)
+                    .input("b", b)
+                    .named(&format!("{a:?}@{b:?}")),
+            );
         }
-        cases.push(Case::op("MatMul").input("a", &[2, 3, 4]).weight("w", &[4, 5]).named("weight"));
+        cases.push(
+            Case::op("MatMul")
+                .input("a", &[2, 3, 4])
+                .weight("w", &[4, 5])
+                .named("weight"),
+        );
         for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             let sa: &[usize] = if ta == 1 { &[4, 3] } else { &[3, 4] };
             let sb: &[usize] = if tb == 1 { &[5, 4] } else { &[4, 5] };
@@ -155,8 +195,28 @@ mod tests {
                     .named(&format!("transA {ta} transB {tb}")),
             );
         }
-        cases.push(Case::op("Gemm").input("a", &[3, 4]).weight("w", &[5, 4]).weight("bias", &[5]).attr(attrs::int("transB", 1)).named("linear layer"));
-        cases.push(Case::op("Gemm").input("a", &[3, 4]).weight("w", &[4, 5]).input("c", &[3, 1]).named("c broadcast column"));
+        cases.push(
+            Case::op("Gemm")
+                .input("a", &[3, 4])
+                .weight("w", &[5, 4])
+                .weight("bias", &[5])
+                .attr(attrs::int("transB", 1))
+                .named("linear layer"),
+        );
+        cases.push(
+            Case::op("Gemm")
+                .input("a", &[3, 4])
+                .weight("w", &[4, 5])
+                .input("c", &[3, 1])
+                .named("c broadcast column"),
+        );
+        cases.push(
+            Case::op("MatMul")
+                .input("a", &[3, 4])
+                .input("b", &[4, 2])
+                .wrt(&["b"])
+                .named("wrt b only"),
+        );
         run_cases(cases);
     }
 }

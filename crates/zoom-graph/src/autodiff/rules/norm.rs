@@ -28,7 +28,12 @@ fn per_channel(ctx: &mut VjpCtx, v: &str, c: usize, rank: usize) -> String {
     ctx.b.reshape(v, &s)
 }
 
-fn batch_norm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn batch_norm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     if n.attr_or::<i64>("training_mode", 0)? == 1 {
         return Err(n.unsupported("BatchNormalization in training mode"));
     }
@@ -37,7 +42,7 @@ fn batch_norm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bo
     }
     let g = dy0(n, dy)?;
     let x = &n.input[0];
-    let (scale, bias, mean, var) = (&n.input[1], &n.input[2], &n.input[3], &n.input[4]);
+    let (scale, mean, var) = (&n.input[1], &n.input[3], &n.input[4]);
     let xs = ctx.shape(x)?;
     let dt = ctx.dtype(x)?;
     let c = xs[1];
@@ -120,7 +125,12 @@ fn normalized_grad(
     Ok((Some(ctx.b.mul(&t, &r)), xh))
 }
 
-fn layer_norm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn layer_norm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     if dy.iter().skip(1).any(Option::is_some) {
         return Err(n.unsupported("gradients of the Mean/InvStdDev outputs"));
     }
@@ -144,7 +154,12 @@ fn layer_norm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bo
     Ok(out)
 }
 
-fn instance_norm(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], need: &[bool]) -> Result<Vec<Option<String>>> {
+fn instance_norm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, scale) = (&n.input[0], &n.input[1]);
     let xs = ctx.shape(x)?;
@@ -197,12 +212,42 @@ mod tests {
                 .input("var", &[3])
                 .values(Inputs::positive())
                 .named("all inputs"),
-            Case::op("LayerNormalization").input("x", &[2, 3, 4]).weight("scale", &[4]).weight("bias", &[4]).named("last axis"),
-            Case::op("LayerNormalization").input("x", &[2, 3, 4]).weight("scale", &[3, 4]).attr(attrs::int("axis", 1)).named("axis 1, no bias"),
-            Case::op("LayerNormalization").input("x", &[2, 3, 4]).input("scale", &[4]).input("bias", &[4]).attr(attrs::float("epsilon", 1e-3)).named("scale and bias inputs"),
-            Case::op("LayerNormalization").input("x", &[2, 5]).weight("scale", &[5]).weight("bias", &[5]).outputs(3).of(&["y0"]).named("Mean/InvStdDev outputs"),
-            Case::op("InstanceNormalization").input("x", &[2, 3, 4, 3]).weight("scale", &[3]).weight("bias", &[3]).float_only().f32_fd(1e-2, 2e-2),
-            Case::op("InstanceNormalization").input("x", &[2, 3, 5]).input("scale", &[3]).input("bias", &[3]).float_only().f32_fd(1e-2, 2e-2).named("all inputs"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 3, 4])
+                .weight("scale", &[4])
+                .weight("bias", &[4])
+                .named("last axis"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 3, 4])
+                .weight("scale", &[3, 4])
+                .attr(attrs::int("axis", 1))
+                .named("axis 1, no bias"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 3, 4])
+                .input("scale", &[4])
+                .input("bias", &[4])
+                .attr(attrs::float("epsilon", 1e-3))
+                .named("scale and bias inputs"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 5])
+                .weight("scale", &[5])
+                .weight("bias", &[5])
+                .outputs(3)
+                .of(&["y0"])
+                .named("Mean/InvStdDev outputs"),
+            Case::op("InstanceNormalization")
+                .input("x", &[2, 3, 4, 3])
+                .weight("scale", &[3])
+                .weight("bias", &[3])
+                .float_only()
+                .f32_fd(1e-2, 2e-2),
+            Case::op("InstanceNormalization")
+                .input("x", &[2, 3, 5])
+                .input("scale", &[3])
+                .input("bias", &[3])
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("all inputs"),
         ]);
     }
 }

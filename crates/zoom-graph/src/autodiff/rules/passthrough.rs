@@ -14,17 +14,31 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("CastLike", cast);
 }
 
-fn identity(_: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn identity(
+    _: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     Ok(vec![Some(dy0(n, dy)?)])
 }
 
 /// Dropout in inference mode is the identity. With a training_mode input that is not a
 /// constant false, the mask would matter: not supported.
-fn dropout(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn dropout(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     if let Some(t) = n.input_opt(2) {
-        let training = ctx.const_value(t).map(|v| v.to_i64s().first().copied().unwrap_or(0) != 0);
+        let training = ctx
+            .const_value(t)
+            .map(|v| v.to_i64s().first().copied().unwrap_or(0) != 0);
         if training != Some(false) {
-            return Err(n.unsupported("Dropout in training mode (training_mode is not a constant false)"));
+            return Err(
+                n.unsupported("Dropout in training mode (training_mode is not a constant false)")
+            );
         }
     }
     let mut out = vec![None; n.input.len()];
@@ -32,11 +46,20 @@ fn dropout(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -
     Ok(out)
 }
 
-fn cast(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn cast(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let x = &n.input[0];
     let dt = ctx.dtype(x)?;
-    let g = if ctx.dtype(&n.output[0])? == dt { g } else { ctx.b.cast(&g, dt) };
+    let g = if ctx.dtype(&n.output[0])? == dt {
+        g
+    } else {
+        ctx.b.cast(&g, dt)
+    };
     let mut out = vec![None; n.input.len()];
     out[0] = Some(g);
     Ok(out)
@@ -52,9 +75,18 @@ mod tests {
     fn passthrough_rules() {
         run_cases(vec![
             Case::op("Identity").input("x", &[2, 3]),
-            Case::op("Dropout").input("x", &[2, 3]).floats("ratio", &[], &[0.5]),
-            Case::op("Dropout").input("x", &[2, 3]).floats("ratio", &[], &[0.5]).attr(attrs::int("seed", 3)).outputs(2).named("mask output"),
-            Case::op("CastLike").input("x", &[2, 3]).weight("like", &[1]),
+            Case::op("Dropout")
+                .input("x", &[2, 3])
+                .floats("ratio", &[], &[0.5]),
+            Case::op("Dropout")
+                .input("x", &[2, 3])
+                .floats("ratio", &[], &[0.5])
+                .attr(attrs::int("seed", 3))
+                .outputs(2)
+                .named("mask output"),
+            Case::op("CastLike")
+                .input("x", &[2, 3])
+                .weight("like", &[1]),
             Case::graph("Cast float->double->float", 17, |b, dt| {
                 let x = b.input("x", dt, &[crate::Dim::Fixed(3)]);
                 let c = b.cast(&x, DataType::DOUBLE);

@@ -1,11 +1,16 @@
 //! Pooling gradients, in standard operators only (no MaxPoolGrad):
 //!
-//! - MaxPool: the forward node is asked for its `Indices` output. For each kernel position t,
-//!   a mask says which windows took their maximum there (index − window origin = offset of t);
-//!   the masked cotangents, stacked as C·K channels, go back to input positions with a grouped
-//!   ConvTranspose whose kernel is one-hot at t (col2im). Overlapping windows, padding, dilation
-//!   and ceil_mode need nothing special. Non-overlapping windows (kernel = stride, no padding)
-//!   use a cheaper reshape instead of the ConvTranspose.
+//! - MaxPool, opset 16+ (row-major indices, overlapping windows): the forward node is asked
+//!   for its `Indices` output and the cotangent is scatter-added there (ScatterElements with
+//!   reduction=add).
+//! - MaxPool otherwise: the K window positions of every window are unfolded from x (padded with −∞) by
+//!   strided slices; ArgMax over them finds each window's *first* maximum (row-major, the one
+//!   MaxPool picks, so ties are never counted twice), and a one-hot mask routes the cotangent
+//!   there. The K masked cotangents, stacked as C·K channels, go back to
+//!   input positions with a grouped ConvTranspose whose kernel is one-hot at t (col2im).
+//!   Overlapping windows, padding, dilation and ceil_mode need nothing special. Non-overlapping
+//!   windows (kernel = stride, no padding) use a reshape instead of the ConvTranspose.
+//!   Tiling windows take this route on every opset (no Indices needed, no ConvTranspose).
 //! - AveragePool: the cotangent divided by each window's element count (with or without the
 //!   padding, as `count_include_pad` says, computed per output position) is spread back by a
 //!   grouped ConvTranspose with an all-ones kernel (or a reshape/expand when windows tile).
@@ -52,7 +57,9 @@ impl Pool {
     /// Windows tile the input exactly: kernel = stride, no dilation, no padding.
     fn tiles(&self) -> bool {
         (0..self.spatial()).all(|i| {
-            self.geo.kernel[i] == self.geo.strides[i] && self.geo.dilations[i] == 1 && self.pads[i] == (0, 0)
+            self.geo.kernel[i] == self.geo.strides[i]
+                && self.geo.dilations[i] == 1
+                && self.pads[i] == (0, 0)
         })
     }
 }
@@ -148,60 +155,94 @@ fn fit(ctx: &mut VjpCtx, v: &str, have: &[i64], p: &Pool) -> String {
     v
 }
 
-fn max_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
-    let g = dy0(n, dy)?;
-    let p = Pool::read(ctx, n)?;
-    let dt = ctx.dtype(&n.input[0])?;
-    let sp = p.spatial();
-    let column_major = n.attr_or::<i64>("storage_order", 0)? == 1;
-    let idx = ctx.forward_output(n, 1);
-    let (nn, c) = (p.xs[0], p.xs[1]);
-    let plane: i64 = p.xs[2..].iter().product::<usize>() as i64;
-    // Stride of each spatial axis in the flattened index.
-    let sst: Vec<i64> = (0..sp)
-        .map(|a| {
-            if column_major {
-                p.xs[2..2 + a].iter().product::<usize>() as i64
-            } else {
-                p.xs[3 + a..].iter().product::<usize>() as i64
-            }
-        })
-        .collect();
-    // local = idx − window origin, with origin = (n·C + c)·plane + Σ (o·s − pad_begin)·sst.
-    let r = 2 + sp;
-    let mut local = idx;
-    let nc: Vec<i64> = (0..(nn * c) as i64).map(|v| v * plane).collect();
-    let mut shape = vec![nn, c];
-    shape.extend(std::iter::repeat_n(1, sp));
-    let b0 = ctx.b.constant("pool_origin", &HostTensor::int(DataType::INT64, shape, nc));
-    local = ctx.b.sub(&local, &b0);
-    for a in 0..sp {
-        let o = p.ys[2 + a];
-        let v: Vec<i64> = (0..o as i64).map(|i| (i * p.geo.strides[a] - p.pads[a].0) * sst[a]).collect();
-        let mut shape = vec![1; r];
-        shape[2 + a] = o;
-        let ba = ctx.b.constant("pool_origin", &HostTensor::int(DataType::INT64, shape, v));
-        local = ctx.b.sub(&local, &ba);
+fn max_pool(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    if dy.get(1).is_some_and(Option::is_some) {
+        return Err(n.error("internal error: cotangent for the integer Indices output"));
     }
-    // Offsets of the K kernel positions (row-major over the kernel).
+    let g = dy0(n, dy)?;
+    let x = &n.input[0];
+    let p = Pool::read(ctx, n)?;
+    let dt = ctx.dtype(x)?;
+    let sp = p.spatial();
+    let (nn, c) = (p.xs[0], p.xs[1]);
+    if ctx.opset() >= 16 && n.attr_or::<i64>("storage_order", 0)? == 0 && !p.tiles() {
+        // The forward MaxPool also returns Indices (flat over N·C·spatial), and the cotangent is
+        // scatter-added there: one cheap pass. (Indices make ONNX Runtime's MaxPool itself ~9×
+        // slower, which still beats unfolding the windows.)
+        let idx = ctx.forward_output(n, 1);
+        let total: usize = p.xs.iter().product();
+        let zeros = ctx.b.fill(&[total], dt, 0.0);
+        let fi = ctx.b.reshape(&idx, &[-1]);
+        let fg = ctx.b.reshape(&g, &[-1]);
+        let s = ctx.b.op(
+            "ScatterElements",
+            &[&zeros, &fi, &fg],
+            vec![attrs::int("axis", 0), attrs::string("reduction", "add")],
+        );
+        let xs64: Vec<i64> = p.xs.iter().map(|&d| d as i64).collect();
+        return Ok(vec![Some(ctx.b.reshape(&s, &xs64))]);
+    }
     let k: Vec<usize> = p.geo.kernel.iter().map(|&v| v as usize).collect();
     let kk: usize = k.iter().product();
-    let mut offsets = vec![];
+    // Pad x with −∞ so every window position can be sliced; padding never equals a maximum.
+    let mut pads = vec![0i64; 2 * (sp + 2)];
+    for a in 0..sp {
+        let (s, d) = (p.geo.strides[a], p.geo.dilations[a]);
+        let need_len = (p.ys[2 + a] as i64 - 1) * s + (p.geo.kernel[a] - 1) * d + 1;
+        pads[2 + a] = p.pads[a].0;
+        pads[sp + 2 + 2 + a] = (need_len - p.pads[a].0 - p.xs[2 + a] as i64).max(0);
+    }
+    let xp = if pads.iter().any(|&v| v != 0) {
+        let pv = ctx.b.const_i64s(&pads);
+        let ninf = ctx.scalar(f64::NEG_INFINITY, dt);
+        ctx.b.op(
+            "Pad",
+            &[x, &pv, &ninf],
+            vec![attrs::string("mode", "constant")],
+        )
+    } else {
+        x.clone()
+    };
+    // Unfold: the K window positions (row-major) of every window, stacked on axis 2. ArgMax
+    // picks the first maximum, as MaxPool does, so ties are never counted twice.
+    let axes: Vec<i64> = (2..2 + sp as i64).collect();
+    let mut parts = vec![];
     for t in 0..kk {
         let mut rem = t;
-        let mut off = 0i64;
+        let mut off = vec![0i64; sp];
         for a in (0..sp).rev() {
-            let ka = (rem % k[a]) as i64;
+            off[a] = (rem % k[a]) as i64 * p.geo.dilations[a];
             rem /= k[a];
-            off += ka * p.geo.dilations[a] * sst[a];
         }
-        offsets.push(off);
+        let ends: Vec<i64> = (0..sp)
+            .map(|a| off[a] + (p.ys[2 + a] as i64 - 1) * p.geo.strides[a] + 1)
+            .collect();
+        let xt = ctx.b.slice(&xp, &off, &ends, &axes, &p.geo.strides);
+        parts.push(ctx.b.unsqueeze(&xt, &[2]));
     }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let unfolded = if refs.len() == 1 {
+        parts[0].clone()
+    } else {
+        ctx.b.concat(&refs, 2)
+    }; // [N, C, K, *o]
+    let first = ctx.b.op(
+        "ArgMax",
+        &[&unfolded],
+        vec![attrs::int("axis", 2), attrs::int("keepdims", 1)],
+    );
     let mut oshape = vec![1, 1, kk];
     oshape.extend(std::iter::repeat_n(1, sp));
-    let offs = ctx.b.constant("pool_offsets", &HostTensor::int(DataType::INT64, oshape, offsets));
-    let lu = ctx.b.unsqueeze(&local, &[2]);
-    let mask = ctx.b.op("Equal", &[&lu, &offs], vec![]);
+    let positions = ctx.b.constant(
+        "pool_positions",
+        &HostTensor::int(DataType::INT64, oshape, (0..kk as i64).collect()),
+    );
+    let mask = ctx.b.op("Equal", &[&first, &positions], vec![]);
     let gu = ctx.b.unsqueeze(&g, &[2]);
     let contrib = ctx.mask(&mask, &gu, dt); // [N, C, K, *o]
     let d = if p.tiles() {
@@ -227,7 +268,11 @@ fn max_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) 
 
 /// Number of window elements counted by AveragePool for each output position along one axis.
 fn window_counts(p: &Pool, axis: usize, include_pad: bool) -> Vec<f64> {
-    let (s, k, d) = (p.geo.strides[axis], p.geo.kernel[axis], p.geo.dilations[axis]);
+    let (s, k, d) = (
+        p.geo.strides[axis],
+        p.geo.kernel[axis],
+        p.geo.dilations[axis],
+    );
     let (pb, pe) = p.pads[axis];
     let len = p.xs[2 + axis] as i64;
     (0..p.ys[2 + axis] as i64)
@@ -235,13 +280,24 @@ fn window_counts(p: &Pool, axis: usize, include_pad: bool) -> Vec<f64> {
             let start = o * s - pb;
             (0..k)
                 .map(|t| start + t * d)
-                .filter(|&pos| if include_pad { pos < len + pe } else { pos >= 0 && pos < len })
+                .filter(|&pos| {
+                    if include_pad {
+                        pos < len + pe
+                    } else {
+                        pos >= 0 && pos < len
+                    }
+                })
                 .count() as f64
         })
         .collect()
 }
 
-fn average_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn average_pool(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let p = Pool::read(ctx, n)?;
     let dt = ctx.dtype(&n.input[0])?;
@@ -279,13 +335,20 @@ fn average_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[boo
         let kk: usize = p.geo.kernel.iter().product::<i64>() as usize;
         let mut wshape = vec![c, 1];
         wshape.extend(p.geo.kernel.iter().map(|&v| v as usize));
-        let w = ctx.b.constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
+        let w = ctx
+            .b
+            .constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
         spread(ctx, &scaled, &w, c, &p)
     };
     Ok(vec![Some(d)])
 }
 
-fn global_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn global_pool(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, y) = (&n.input[0], &n.output[0]);
     let xs = ctx.shape(x)?;
@@ -294,7 +357,9 @@ fn global_pool(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool
         let plane: usize = xs[2..].iter().product();
         let k = ctx.scalar(1.0 / plane as f64, dt);
         let t = ctx.b.mul(&g, &k);
-        let s = ctx.b.const_i64s(&xs.iter().map(|&v| v as i64).collect::<Vec<_>>());
+        let s = ctx
+            .b
+            .const_i64s(&xs.iter().map(|&v| v as i64).collect::<Vec<_>>());
         ctx.b.op("Expand", &[&t, &s], vec![])
     } else {
         let eq = ctx.b.op("Equal", &[x, y], vec![]);
@@ -315,38 +380,134 @@ mod tests {
     fn pool(op: &str, x: &[usize], k: &[i64]) -> Case {
         // MaxPool's VJP uses ConvTranspose (float only): a small step keeps finite differences
         // away from near-ties between window elements.
-        Case::op(op).input("x", x).attr(attrs::ints("kernel_shape", k)).f32_fd(1e-3, 2e-2)
+        Case::op(op)
+            .input("x", x)
+            .attr(attrs::ints("kernel_shape", k))
+            .f32_fd(1e-3, 2e-2)
     }
 
     #[test]
     fn pool_rules() {
         let mut cases = vec![
-            pool("MaxPool", &[1, 2, 6, 6], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).named("2x2/2 tiles"),
-            pool("MaxPool", &[1, 2, 7, 7], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).named("2x2/2 odd size"),
-            pool("MaxPool", &[1, 2, 7, 7], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::int("ceil_mode", 1)).named("2x2/2 ceil"),
-            pool("MaxPool", &[2, 3, 9, 9], &[3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named("ResNet 3x3/2 pad 1"),
-            pool("MaxPool", &[1, 2, 8, 7], &[3, 2]).attr(attrs::ints("strides", &[1, 2])).attr(attrs::ints("pads", &[1, 0, 1, 1])).named("overlapping asymmetric"),
-            pool("MaxPool", &[1, 2, 8, 8], &[2, 2]).attr(attrs::ints("dilations", &[2, 2])).named("dilation 2"),
-            pool("MaxPool", &[1, 2, 7, 7], &[3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::string("auto_pad", "SAME_UPPER")).named("SAME_UPPER"),
-            pool("MaxPool", &[1, 2, 7, 7], &[3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::int("ceil_mode", 1)).named("3x3/2 ceil"),
-            pool("MaxPool", &[2, 3, 10], &[3]).attr(attrs::ints("strides", &[2])).named("1-D"),
-            pool("MaxPool", &[1, 2, 5, 6], &[2, 3]).attr(attrs::ints("strides", &[1, 2])).attr(attrs::int("storage_order", 1)).named("column-major indices"),
-            pool("MaxPool", &[1, 2, 6, 6], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).outputs(2).named("with Indices output"),
+            pool("MaxPool", &[1, 2, 6, 6], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("2x2/2 tiles"),
+            pool("MaxPool", &[1, 2, 7, 7], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("2x2/2 odd size"),
+            pool("MaxPool", &[1, 2, 7, 7], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::int("ceil_mode", 1))
+                .named("2x2/2 ceil"),
+            pool("MaxPool", &[2, 3, 9, 9], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("ResNet 3x3/2 pad 1"),
+            pool("MaxPool", &[1, 2, 8, 7], &[3, 2])
+                .attr(attrs::ints("strides", &[1, 2]))
+                .attr(attrs::ints("pads", &[1, 0, 1, 1]))
+                .named("overlapping asymmetric"),
+            pool("MaxPool", &[1, 2, 8, 8], &[2, 2])
+                .attr(attrs::ints("dilations", &[2, 2]))
+                .named("dilation 2"),
+            pool("MaxPool", &[1, 2, 7, 7], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::string("auto_pad", "SAME_UPPER"))
+                .named("SAME_UPPER"),
+            pool("MaxPool", &[1, 2, 7, 7], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::int("ceil_mode", 1))
+                .named("3x3/2 ceil"),
+            pool("MaxPool", &[2, 3, 10], &[3])
+                .attr(attrs::ints("strides", &[2]))
+                .named("1-D"),
+            pool("MaxPool", &[1, 2, 5, 6], &[2, 3])
+                .attr(attrs::ints("strides", &[1, 2]))
+                .attr(attrs::int("storage_order", 1))
+                .named("column-major indices"),
+            pool("MaxPool", &[1, 2, 6, 6], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .outputs(2)
+                .named("with Indices output"),
+            pool("MaxPool", &[2, 3, 9, 9], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .opset(13)
+                .named("ResNet 3x3/2 pad 1, opset 13 (unfold)"),
+            pool("MaxPool", &[1, 2, 7, 7], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::int("ceil_mode", 1))
+                .opset(15)
+                .named("3x3/2 ceil, opset 15 (unfold)"),
+            pool("MaxPool", &[1, 2, 8, 8], &[2, 2])
+                .attr(attrs::ints("dilations", &[2, 2]))
+                .opset(13)
+                .named("dilation 2, opset 13 (unfold)"),
+            pool("MaxPool", &[1, 2, 8, 7], &[3, 2])
+                .attr(attrs::ints("strides", &[1, 2]))
+                .attr(attrs::ints("pads", &[1, 0, 1, 1]))
+                .opset(13)
+                .named("overlapping asymmetric, opset 13 (unfold)"),
         ];
         for include in [0, 1] {
-            let avg = |x: &[usize], k: &[i64]| pool("AveragePool", x, k).attr(attrs::int("count_include_pad", include)).float_only().linear();
+            let avg = |x: &[usize], k: &[i64]| {
+                pool("AveragePool", x, k)
+                    .attr(attrs::int("count_include_pad", include))
+                    .float_only()
+                    .linear()
+            };
             cases.extend([
-                avg(&[1, 2, 6, 6], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).named(&format!("2x2/2 tiles, include_pad {include}")),
-                avg(&[2, 3, 9, 8], &[3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).named(&format!("3x3/2 pad 1, include_pad {include}")),
-                avg(&[1, 2, 7, 7], &[3, 2]).attr(attrs::ints("strides", &[2, 1])).attr(attrs::ints("pads", &[0, 1, 1, 0])).attr(attrs::int("ceil_mode", 1)).named(&format!("ceil asymmetric, include_pad {include}")),
-                avg(&[1, 2, 7, 7], &[3, 3]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::string("auto_pad", "SAME_LOWER")).named(&format!("SAME_LOWER, include_pad {include}")),
-                avg(&[1, 2, 7, 7], &[2, 2]).attr(attrs::ints("strides", &[2, 2])).attr(attrs::int("ceil_mode", 1)).named(&format!("2x2/2 ceil, include_pad {include}")),
+                avg(&[1, 2, 6, 6], &[2, 2])
+                    .attr(attrs::ints("strides", &[2, 2]))
+                    .named(&format!("2x2/2 tiles, include_pad {include}")),
+                avg(&[2, 3, 9, 8], &[3, 3])
+                    .attr(attrs::ints("strides", &[2, 2]))
+                    .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                    .named(&format!("3x3/2 pad 1, include_pad {include}")),
+                avg(&[1, 2, 7, 7], &[3, 2])
+                    .attr(attrs::ints("strides", &[2, 1]))
+                    .attr(attrs::ints("pads", &[0, 1, 1, 0]))
+                    .attr(attrs::int("ceil_mode", 1))
+                    .named(&format!("ceil asymmetric, include_pad {include}")),
+                avg(&[1, 2, 7, 7], &[3, 3])
+                    .attr(attrs::ints("strides", &[2, 2]))
+                    .attr(attrs::string("auto_pad", "SAME_LOWER"))
+                    .named(&format!("SAME_LOWER, include_pad {include}")),
+                avg(&[1, 2, 7, 7], &[2, 2])
+                    .attr(attrs::ints("strides", &[2, 2]))
+                    .attr(attrs::int("ceil_mode", 1))
+                    .named(&format!("2x2/2 ceil, include_pad {include}")),
             ]);
         }
-        cases.push(pool("AveragePool", &[1, 2, 9], &[3]).attr(attrs::ints("strides", &[2])).attr(attrs::ints("pads", &[1, 1])).float_only().linear().named("1-D"));
-        cases.push(pool("AveragePool", &[1, 2, 9, 9], &[3, 3]).attr(attrs::ints("dilations", &[2, 2])).attr(attrs::ints("pads", &[1, 1, 1, 1])).opset(19).float_only().linear().named("dilation (opset 19)"));
-        cases.push(Case::op("GlobalAveragePool").input("x", &[2, 3, 4, 5]).float_only().linear());
-        cases.push(Case::op("GlobalMaxPool").input("x", &[2, 3, 4, 5]).float_only().f32_fd(1e-3, 2e-2));
+        cases.push(
+            pool("AveragePool", &[1, 2, 9], &[3])
+                .attr(attrs::ints("strides", &[2]))
+                .attr(attrs::ints("pads", &[1, 1]))
+                .float_only()
+                .linear()
+                .named("1-D"),
+        );
+        cases.push(
+            pool("AveragePool", &[1, 2, 9, 9], &[3, 3])
+                .attr(attrs::ints("dilations", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .opset(19)
+                .float_only()
+                .linear()
+                .named("dilation (opset 19)"),
+        );
+        cases.push(
+            Case::op("GlobalAveragePool")
+                .input("x", &[2, 3, 4, 5])
+                .float_only()
+                .linear(),
+        );
+        cases.push(
+            Case::op("GlobalMaxPool")
+                .input("x", &[2, 3, 4, 5])
+                .float_only()
+                .f32_fd(1e-3, 2e-2),
+        );
         run_cases(cases);
     }
 }

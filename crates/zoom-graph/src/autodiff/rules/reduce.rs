@@ -14,7 +14,16 @@ use crate::error::Result;
 use crate::proto::NodeProto;
 
 pub(crate) fn register(r: &mut Registry) {
-    for op in ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceMax", "ReduceMin"] {
+    for op in [
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceSumSquare",
+        "ReduceL2",
+        "ReduceL1",
+        "ReduceLogSumExp",
+        "ReduceMax",
+        "ReduceMin",
+    ] {
         r.add(op, reduce);
     }
 }
@@ -22,16 +31,29 @@ pub(crate) fn register(r: &mut Registry) {
 /// The reduced axes of a Reduce* node (empty result = "no-op").
 pub(crate) fn reduce_axes(ctx: &VjpCtx, n: &NodeProto, rank: usize) -> Result<Option<Vec<usize>>> {
     let as_input = (n.op_type == "ReduceSum" && ctx.opset() >= 13) || ctx.opset() >= 18;
-    let axes = if as_input { ctx.opt_const_ints(n, 1, "axes")? } else { n.get_attr::<Vec<i64>>("axes")? };
+    let axes = if as_input {
+        ctx.opt_const_ints(n, 1, "axes")?
+    } else {
+        n.get_attr::<Vec<i64>>("axes")?
+    };
     let noop = n.attr_or::<i64>("noop_with_empty_axes", 0)? == 1;
     Ok(match axes {
-        Some(a) if !a.is_empty() => Some(a.iter().map(|&v| norm_axis(n, v, rank)).collect::<Result<_>>()?),
+        Some(a) if !a.is_empty() => Some(
+            a.iter()
+                .map(|&v| norm_axis(n, v, rank))
+                .collect::<Result<_>>()?,
+        ),
         _ if noop => None,
         _ => Some((0..rank).collect()),
     })
 }
 
-fn reduce(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn reduce(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, y) = (&n.input[0], &n.output[0]);
     let xs = ctx.shape(x)?;
@@ -42,8 +64,14 @@ fn reduce(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) ->
         return Ok(out);
     };
     let keep = n.attr_or::<i64>("keepdims", 1)? == 1;
-    let kept: Vec<i64> = (0..xs.len()).map(|i| if axes.contains(&i) { 1 } else { xs[i] as i64 }).collect();
-    let (gk, yk) = if keep { (g, y.clone()) } else { (ctx.b.reshape(&g, &kept), ctx.b.reshape(y, &kept)) };
+    let kept: Vec<i64> = (0..xs.len())
+        .map(|i| if axes.contains(&i) { 1 } else { xs[i] as i64 })
+        .collect();
+    let (gk, yk) = if keep {
+        (g, y.clone())
+    } else {
+        (ctx.b.reshape(&g, &kept), ctx.b.reshape(y, &kept))
+    };
     let xs64: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
     let expand = |ctx: &mut VjpCtx, v: &str| {
         let s = ctx.b.const_i64s(&xs64);
@@ -97,19 +125,52 @@ mod tests {
     #[test]
     fn reduce_rules() {
         let mut cases = vec![];
-        for op in ["ReduceSum", "ReduceMean", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceMax", "ReduceMin"] {
-            let values = if op == "ReduceL1" { Inputs::away_from_zero() } else { Inputs::any() };
+        for op in [
+            "ReduceSum",
+            "ReduceMean",
+            "ReduceSumSquare",
+            "ReduceL2",
+            "ReduceL1",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMin",
+        ] {
+            let values = if op == "ReduceL1" {
+                Inputs::away_from_zero()
+            } else {
+                Inputs::any()
+            };
             for opset in [13, 18] {
                 let axes_input = op == "ReduceSum" || opset >= 18;
                 for keep in [0, 1] {
-                    let mut c = Case::op(op).input("x", &[2, 3, 4]).values(values).opset(opset);
-                    c = if axes_input { c.ints("axes", &[1, -1]) } else { c.attr(attrs::ints("axes", &[1, -1])) };
-                    cases.push(c.attr(attrs::int("keepdims", keep)).named(&format!("opset {opset} keepdims {keep}")));
+                    let mut c = Case::op(op)
+                        .input("x", &[2, 3, 4])
+                        .values(values)
+                        .opset(opset);
+                    c = if axes_input {
+                        c.ints("axes", &[1, -1])
+                    } else {
+                        c.attr(attrs::ints("axes", &[1, -1]))
+                    };
+                    cases.push(
+                        c.attr(attrs::int("keepdims", keep))
+                            .named(&format!("opset {opset} keepdims {keep}")),
+                    );
                 }
             }
-            cases.push(Case::op(op).input("x", &[2, 3]).values(values).named("all axes"));
+            cases.push(
+                Case::op(op)
+                    .input("x", &[2, 3])
+                    .values(values)
+                    .named("all axes"),
+            );
         }
-        cases.push(Case::op("ReduceSum").input("x", &[2, 3]).attr(attrs::int("noop_with_empty_axes", 1)).named("noop"));
+        cases.push(
+            Case::op("ReduceSum")
+                .input("x", &[2, 3])
+                .attr(attrs::int("noop_with_empty_axes", 1))
+                .named("noop"),
+        );
         run_cases(cases);
     }
 }

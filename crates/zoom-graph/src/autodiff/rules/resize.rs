@@ -3,11 +3,11 @@
 //!
 //! Resize is separable: along each resized axis, output o = Σ_t w_t(o)·input[i_t(o)], with
 //! taps and weights that depend only on the sizes and attributes. The rule computes those taps
-//! at transformation time exactly as the specification defines them, transposes them (for each
-//! input position: the outputs that read it, and with which weight) and applies the transpose
-//! with Gather + Mul + ReduceSum along the axis. Cost is a few passes over the tensor per axis:
-//! no dense interpolation matrices, no scatter. Integer-factor nearest upsampling, whose
-//! transpose is a block sum, is a Reshape + ReduceSum.
+//! at transformation time exactly as the specification defines them and applies their transpose
+//! along each axis: as one MatMul with the dense interpolation matrix when in×out is moderate
+//! (≤ 2¹⁸ entries: GEMM kernels are fast), else as Gather + Mul + ReduceSum over the transposed
+//! taps (for each input position, the outputs that read it). No scatter is needed.
+//! Integer-factor nearest upsampling, whose transpose is a block sum, is Reshape + ReduceSum.
 
 use super::dy0;
 use crate::autodiff::ctx::VjpCtx;
@@ -20,6 +20,9 @@ use crate::DataType;
 pub(crate) fn register(r: &mut Registry) {
     r.add("Resize", resize);
 }
+
+/// Largest in×out interpolation matrix applied densely (MatMul); bigger ones use Gather.
+const DENSE_LIMIT: usize = 1 << 18;
 
 /// The interpolation attributes of one Resize node.
 #[derive(Debug, Clone)]
@@ -37,7 +40,13 @@ pub struct Interp {
 }
 
 impl Interp {
-    fn original_coordinate(&self, x: f64, scale: f64, in_len: usize, out_len: usize) -> Option<f64> {
+    fn original_coordinate(
+        &self,
+        x: f64,
+        scale: f64,
+        in_len: usize,
+        out_len: usize,
+    ) -> Option<f64> {
         let (inl, outl) = (in_len as f64, out_len as f64);
         Some(match self.coord.as_str() {
             "half_pixel" => (x + 0.5) / scale - 0.5,
@@ -67,13 +76,19 @@ impl Interp {
     }
 
     /// Taps (input index, weight) of each output position along one axis.
-    pub fn taps(&self, in_len: usize, out_len: usize, scale: f64) -> Option<Vec<Vec<(usize, f64)>>> {
+    pub fn taps(
+        &self,
+        in_len: usize,
+        out_len: usize,
+        scale: f64,
+    ) -> Option<Vec<Vec<(usize, f64)>>> {
         let last = in_len as i64 - 1;
         let clampi = |i: i64| i.clamp(0, last) as usize;
         let mut all = Vec::with_capacity(out_len);
         for o in 0..out_len {
             // ONNX Runtime computes coordinates in float32; do the same so taps agree.
-            let x = self.original_coordinate(o as f64, scale as f32 as f64, in_len, out_len)? as f32 as f64;
+            let x = self.original_coordinate(o as f64, scale as f32 as f64, in_len, out_len)? as f32
+                as f64;
             let taps = match self.mode.as_str() {
                 "nearest" => {
                     let f = x.floor();
@@ -118,7 +133,8 @@ impl Interp {
                         ((a * (2.0 - r) - 5.0 * a) * (2.0 - r) + 8.0 * a) * (2.0 - r) - 4.0 * a,
                     ];
                     let base = x0 as i64 - 1;
-                    let mut t: Vec<(i64, f64)> = (0..4).map(|k| (base + k, c[k as usize])).collect();
+                    let mut t: Vec<(i64, f64)> =
+                        (0..4).map(|k| (base + k, c[k as usize])).collect();
                     if self.exclude_outside {
                         t.retain(|&(i, _)| i >= 0 && i <= last);
                         let s: f64 = t.iter().map(|p| p.1).sum();
@@ -135,7 +151,12 @@ impl Interp {
     }
 }
 
-fn resize(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn resize(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let (x, y) = (&n.input[0], &n.output[0]);
     let xs = ctx.shape(x)?;
@@ -153,13 +174,23 @@ fn resize(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) ->
         return Err(n.unsupported("coordinate_transformation_mode tf_crop_and_resize"));
     }
     let axes: Vec<usize> = match n.get_attr::<Vec<i64>>("axes")? {
-        Some(a) => a.iter().map(|&v| super::norm_axis(n, v, r)).collect::<Result<_>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&v| super::norm_axis(n, v, r))
+            .collect::<Result<_>>()?,
         None => (0..r).collect(),
     };
     // Scale per axis: the given scales, else out/in (or the common scale of a kept aspect ratio).
     let mut scale = vec![1.0f64; r];
-    let scales = n.input_opt(2).and_then(|s| ctx.const_value(s)).map(|t| t.to_f64s()).filter(|v| !v.is_empty());
-    let sizes_given = n.input_opt(3).and_then(|s| ctx.const_value(s)).is_some_and(|t| !t.is_empty());
+    let scales = n
+        .input_opt(2)
+        .and_then(|s| ctx.const_value(s))
+        .map(|t| t.to_f64s())
+        .filter(|v| !v.is_empty());
+    let sizes_given = n
+        .input_opt(3)
+        .and_then(|s| ctx.const_value(s))
+        .is_some_and(|t| !t.is_empty());
     if let Some(s) = scales.filter(|_| !sizes_given) {
         for (k, &a) in axes.iter().enumerate() {
             scale[a] = s[k];
@@ -172,15 +203,24 @@ fn resize(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) ->
             }
         } else {
             let sizes = ctx.const_ints(n, 3, "sizes")?;
-            let ratios = axes.iter().enumerate().map(|(k, &a)| sizes[k] as f64 / xs[a] as f64);
-            let common = if policy == "not_larger" { ratios.fold(f64::INFINITY, f64::min) } else { ratios.fold(0.0, f64::max) };
+            let ratios = axes
+                .iter()
+                .enumerate()
+                .map(|(k, &a)| sizes[k] as f64 / xs[a] as f64);
+            let common = if policy == "not_larger" {
+                ratios.fold(f64::INFINITY, f64::min)
+            } else {
+                ratios.fold(0.0, f64::max)
+            };
             for &a in &axes {
                 scale[a] = common;
             }
         }
     }
     let antialias = n.attr_or::<i64>("antialias", 0)? == 1;
-    let mut todo: Vec<usize> = (0..r).filter(|&a| xs[a] != ys[a] || scale[a] != 1.0).collect();
+    let mut todo: Vec<usize> = (0..r)
+        .filter(|&a| xs[a] != ys[a] || scale[a] != 1.0)
+        .collect();
     if antialias && interp.mode != "nearest" && todo.iter().any(|&a| scale[a] < 1.0) {
         return Err(n.unsupported("antialiased downsampling"));
     }
@@ -212,9 +252,13 @@ fn transpose_axis(
     let r = shape.len();
     let out_len = taps.len();
     // Integer-factor block copy (nearest upsampling): transpose = block sum.
-    if out_len % in_len == 0 {
+    if out_len.is_multiple_of(in_len) {
         let f = out_len / in_len;
-        if taps.iter().enumerate().all(|(o, t)| t.len() == 1 && t[0] == (o / f, 1.0)) {
+        if taps
+            .iter()
+            .enumerate()
+            .all(|(o, t)| t.len() == 1 && t[0] == (o / f, 1.0))
+        {
             let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
             s[axis] = in_len as i64;
             s.insert(axis + 1, f as i64);
@@ -222,6 +266,48 @@ fn transpose_axis(
             shape[axis] = in_len;
             return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
         }
+    }
+    // Moderate sizes: a dense interpolation matrix and one MatMul (fast GEMM kernels) beat a
+    // gather of scattered elements.
+    if in_len * out_len <= DENSE_LIMIT {
+        let mut a = vec![0.0; out_len * in_len];
+        for (o, t) in taps.iter().enumerate() {
+            for &(i, w) in t {
+                a[o * in_len + i] += w;
+            }
+        }
+        shape[axis] = in_len;
+        if axis == r - 1 {
+            let m = ctx
+                .b
+                .constant_float("resize_matrix", dt, &[out_len, in_len], &a);
+            return ctx.b.matmul(g, &m);
+        }
+        let mut at = vec![0.0; in_len * out_len];
+        for o in 0..out_len {
+            for i in 0..in_len {
+                at[i * out_len + o] = a[o * in_len + i];
+            }
+        }
+        let mt = ctx
+            .b
+            .constant_float("resize_matrix_t", dt, &[in_len, out_len], &at);
+        if axis == r - 2 {
+            return ctx.b.matmul(&mt, g);
+        }
+        // Move the axis to the second-last position, multiply, move it back.
+        let mut perm: Vec<i64> = (0..r as i64)
+            .filter(|&k| k != axis as i64 && k != r as i64 - 1)
+            .collect();
+        perm.push(axis as i64);
+        perm.push(r as i64 - 1);
+        let t = ctx.b.transpose(g, &perm);
+        let t = ctx.b.matmul(&mt, &t);
+        let mut inv = vec![0i64; r];
+        for (k, &p) in perm.iter().enumerate() {
+            inv[p as usize] = k as i64;
+        }
+        return ctx.b.transpose(&t, &inv);
     }
     // For each input position, the (output, weight) pairs that read it.
     let mut readers: Vec<Vec<(usize, f64)>> = vec![vec![]; in_len];
@@ -246,19 +332,37 @@ fn transpose_axis(
         }
     }
     let (ishape, wshape): (Vec<usize>, Vec<usize>) = if m == 1 {
-        (vec![in_len], std::iter::once(in_len).chain(std::iter::repeat_n(1, r - axis - 1)).collect())
+        (
+            vec![in_len],
+            std::iter::once(in_len)
+                .chain(std::iter::repeat_n(1, r - axis - 1))
+                .collect(),
+        )
     } else {
-        (vec![in_len, m], [in_len, m].into_iter().chain(std::iter::repeat_n(1, r - axis - 1)).collect())
+        (
+            vec![in_len, m],
+            [in_len, m]
+                .into_iter()
+                .chain(std::iter::repeat_n(1, r - axis - 1))
+                .collect(),
+        )
     };
-    let j = ctx.b.constant("resize_src", &HostTensor::int(DataType::INT64, ishape, idx));
+    let j = ctx
+        .b
+        .constant("resize_src", &HostTensor::int(DataType::INT64, ishape, idx));
     let w = ctx.b.constant_float("resize_w", dt, &wshape, &wts);
-    let gathered = ctx.b.op("Gather", &[g, &j], vec![crate::attrs::int("axis", axis as i64)]);
+    let gathered = ctx.b.op(
+        "Gather",
+        &[g, &j],
+        vec![crate::attrs::int("axis", axis as i64)],
+    );
     let weighted = ctx.b.mul(&gathered, &w);
     shape[axis] = in_len;
     if m == 1 {
         weighted
     } else {
-        ctx.b.reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
+        ctx.b
+            .reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
     }
 }
 
@@ -268,18 +372,39 @@ mod tests {
     use crate::autodiff::testing::{run_cases, Case};
 
     fn resize_scales(x: &[usize], scales: &[f64]) -> Case {
-        Case::op("Resize").input("x", x).absent().floats("scales", &[scales.len()], scales).float_only().linear()
+        Case::op("Resize")
+            .input("x", x)
+            .absent()
+            .floats("scales", &[scales.len()], scales)
+            .float_only()
+            .linear()
     }
 
     fn resize_sizes(x: &[usize], sizes: &[i64]) -> Case {
-        Case::op("Resize").input("x", x).absent().absent().ints("sizes", sizes).float_only().linear()
+        Case::op("Resize")
+            .input("x", x)
+            .absent()
+            .absent()
+            .ints("sizes", sizes)
+            .float_only()
+            .linear()
     }
 
     #[test]
     fn resize_rules() {
         let mut cases = vec![];
-        for coord in ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric"] {
-            let opset = if coord == "half_pixel_symmetric" { 19 } else { 13 };
+        for coord in [
+            "half_pixel",
+            "pytorch_half_pixel",
+            "align_corners",
+            "asymmetric",
+            "half_pixel_symmetric",
+        ] {
+            let opset = if coord == "half_pixel_symmetric" {
+                19
+            } else {
+                13
+            };
             for mode in ["nearest", "linear", "cubic"] {
                 cases.push(
                     resize_scales(&[1, 2, 4, 5], &[1.0, 1.0, 2.0, 1.5])
@@ -301,11 +426,16 @@ mod tests {
             cases.push(
                 resize_scales(&[1, 1, 5, 4], &[1.0, 1.0, 1.7, 0.6])
                     .attr(attrs::string("nearest_mode", nearest))
-                    .attr(attrs::string("coordinate_transformation_mode", "asymmetric"))
+                    .attr(attrs::string(
+                        "coordinate_transformation_mode",
+                        "asymmetric",
+                    ))
                     .named(&format!("nearest {nearest}")),
             );
         }
-        cases.push(resize_scales(&[1, 3, 4, 4], &[1.0, 1.0, 2.0, 2.0]).named("nearest 2x (block sum)"));
+        cases.push(
+            resize_scales(&[1, 3, 4, 4], &[1.0, 1.0, 2.0, 2.0]).named("nearest 2x (block sum)"),
+        );
         cases.push(
             resize_scales(&[1, 2, 5, 5], &[1.0, 1.0, 1.6, 0.7])
                 .attr(attrs::string("mode", "cubic"))
@@ -340,7 +470,20 @@ mod tests {
                 .named("keep_aspect_ratio not_larger (18)"),
         );
         cases.push(
-            resize_sizes(&[1, 3, 32, 32], &[1, 3, 12, 20]).attr(attrs::string("mode", "linear")).named("linear big downsample"),
+            resize_sizes(&[1, 3, 32, 32], &[1, 3, 12, 20])
+                .attr(attrs::string("mode", "linear"))
+                .named("linear big downsample"),
+        );
+        // Above the dense-matrix limit: the gather route.
+        cases.push(
+            resize_sizes(&[1, 1, 1, 600], &[1, 1, 1, 520])
+                .attr(attrs::string("mode", "linear"))
+                .named("gather route"),
+        );
+        cases.push(
+            resize_sizes(&[1, 1, 600, 1], &[1, 1, 700, 1])
+                .attr(attrs::string("mode", "cubic"))
+                .named("gather route, cubic, axis 2"),
         );
         run_cases(cases);
     }

@@ -13,7 +13,12 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("LogSoftmax", softmax);
 }
 
-fn softmax(ctx: &mut VjpCtx, n: &NodeProto, dy: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {
+fn softmax(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
     let g = dy0(n, dy)?;
     let y = &n.output[0];
     let r = ctx.shape(y)?.len();
@@ -41,8 +46,19 @@ mod tests {
         let mut cases = vec![];
         for op in ["Softmax", "LogSoftmax"] {
             cases.push(Case::op(op).input("x", &[2, 5]));
-            cases.push(Case::op(op).input("x", &[2, 3, 4]).attr(attrs::int("axis", 1)).named("axis 1"));
-            cases.push(Case::op(op).input("x", &[2, 3, 4]).attr(attrs::int("axis", 0)).opset(13).named("axis 0 opset 13"));
+            cases.push(
+                Case::op(op)
+                    .input("x", &[2, 3, 4])
+                    .attr(attrs::int("axis", 1))
+                    .named("axis 1"),
+            );
+            cases.push(
+                Case::op(op)
+                    .input("x", &[2, 3, 4])
+                    .attr(attrs::int("axis", 0))
+                    .opset(13)
+                    .named("axis 0 opset 13"),
+            );
         }
         run_cases(cases);
     }
