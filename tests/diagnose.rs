@@ -66,7 +66,7 @@ fn demo_report_follows_the_contract_and_reruns_identically() {
     assert_eq!(r["samples"], 4);
     assert_eq!(r["seed"], 0);
     let attrs = r["attributes"].as_array().unwrap();
-    assert_eq!(attrs.len(), 5);
+    assert_eq!(attrs.len(), 7);
     let total: f64 = attrs
         .iter()
         .map(|a| a["sensitivity"].as_f64().unwrap())
@@ -92,9 +92,9 @@ fn demo_report_follows_the_contract_and_reruns_identically() {
             assert!(a_dir.join(img).is_file(), "example image {img} missing");
         }
     }
-    // samples.jsonl: one record per sample and attack (5 attributes + 1 null direction).
+    // samples.jsonl: one record per sample and attack (7 attributes + 1 null direction).
     let lines = std::fs::read_to_string(a.join("samples.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 4 * 6);
+    assert_eq!(lines.lines().count(), 4 * 8);
     let html = std::fs::read_to_string(a.join("report.html")).unwrap();
     assert!(html.contains("a smiling face"));
     // Same config and seed, new folder (relevance now from the cache): the same report.

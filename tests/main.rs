@@ -4,6 +4,8 @@
 mod cli;
 /// `zoom diagnose` on the real demo models: contract, reproducibility, resume, config errors.
 mod diagnose;
+/// `zoom grad`: the gradient-graph contract and unsupported operators.
+mod grad;
 /// The demo models as Rust runs them, against recorded reference outputs.
 mod models;
 /// Shared helpers: paths to fixtures, a fresh temp dir, running the binary.

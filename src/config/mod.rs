@@ -104,7 +104,9 @@ impl Config {
         if let Some(o) = &mut self.output {
             fix(o);
         }
-        fix(&mut self.directions.cache);
+        if let Some(c) = &mut self.directions.cache {
+            fix(c);
+        }
     }
 
     /// Model and data files with the key that names them.

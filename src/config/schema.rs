@@ -151,9 +151,10 @@ pub struct DirectionsConfig {
     /// Disentanglement threshold β on |relevance|.
     #[serde(default = "default_beta")]
     pub beta: f32,
-    /// Cache folder for channel relevances (keyed by model hashes and settings).
-    #[serde(default = "default_cache")]
-    pub cache: PathBuf,
+    /// Cache folder for channel relevances (keyed by model hashes and settings); relative to
+    /// the config file when given, else `.cache/zoom` in the working directory.
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
 }
 
 fn default_probe_samples() -> usize {
@@ -165,9 +166,8 @@ fn default_probe_sigma() -> f32 {
 fn default_beta() -> f32 {
     0.1
 }
-fn default_cache() -> PathBuf {
-    PathBuf::from(".cache/zoom")
-}
+/// Where channel relevances are cached when the config does not say.
+pub const DEFAULT_CACHE: &str = ".cache/zoom";
 
 impl Default for DirectionsConfig {
     fn default() -> Self {
@@ -176,7 +176,7 @@ impl Default for DirectionsConfig {
             probe_samples: default_probe_samples(),
             probe_sigma: default_probe_sigma(),
             beta: default_beta(),
-            cache: default_cache(),
+            cache: None,
         }
     }
 }

@@ -61,20 +61,6 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
     let done = checkpoint::open(&opts.out, &config_json)?;
     let mut warnings = Vec::new();
 
-    if config.search.gradient == GradientSource::Exact {
-        return Err(Error::config(
-            "config",
-            "search.gradient",
-            "`exact` is not available in the search yet (VJP graphs are built by `zoom grad`, but not chained \
-             through generator, target and CLIP); use `finite-difference` or `auto`",
-        ));
-    }
-    let gradient = match config.search.gradient {
-        GradientSource::FiniteDifference => "finite-difference".to_string(),
-        _ => "finite-difference (auto: the exact VJP chain is not wired into the search yet)"
-            .to_string(),
-    };
-
     let generator = Generator::load(
         &config.generator.model,
         &config.generator.card,
@@ -111,6 +97,7 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
         consistency: None,
         batch_size: config.batch_size,
         images_rendered: 0,
+        exact: None,
     };
 
     let attributes = extract_directions(config, &mut pipe, opts)?;
@@ -136,6 +123,7 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
         clip_weight: config.search.clip_weight,
         fd_step: config.search.fd_step,
     };
+    let gradient = choose_gradient(config, &mut pipe, &settings, &attributes, &nulls, opts, &mut warnings)?;
     let labels = attack_labels(config, &attributes, nulls.len());
     let chunks: Vec<Vec<usize>> = (0..config.samples)
         .collect::<Vec<_>>()
@@ -213,7 +201,7 @@ fn extract_directions(
         probe_samples: d.probe_samples,
         probe_sigma: d.probe_sigma,
         batch_size: config.batch_size,
-        cache: d.cache.clone(),
+        cache: d.cache.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CACHE)),
     };
     let clip_prep = serde_json::to_string(&config.clip.preprocess).unwrap_or_default();
     let key = directions::relevance::cache_key(
@@ -304,16 +292,37 @@ fn image_path(label: &str, sample: usize) -> String {
     format!("images/{}/{sample:05}.png", label.replace(':', "-"))
 }
 
-fn record_of(r: &AttackResult, out: &Path, write_image: bool) -> Result<SampleRecord> {
+/// The sample record of one attack; with `write_image`, also its pair image, on which the task
+/// draws its own picture (landmarks, masks) of the unedited and the counterfactual output.
+fn record_of(
+    r: &AttackResult,
+    out: &Path,
+    write_image: bool,
+    task: &dyn crate::tasks::Task,
+) -> Result<SampleRecord> {
     let mut images = Vec::new();
     if write_image {
         let rel = image_path(&r.label, r.sample);
         let style = crate::report::PairStyle::new(r.score_before, r.score_after, r.flipped);
-        crate::report::write_pair(
+        // A flagged attack's rows may hold NaN/Inf: no task picture then, only the scores.
+        let usable =
+            r.flagged.is_none() && !r.origin.is_empty() && r.row_after.len() == r.origin.len();
+        crate::report::grid::write_pair_annotated(
             &out.join(&rel),
             r.original.view(),
             r.counterfactual.view(),
             &style,
+            &mut |panel, counterfactual| {
+                if !usable {
+                    return None;
+                }
+                let row = if counterfactual {
+                    &r.row_after
+                } else {
+                    &r.origin
+                };
+                task.annotate(panel, row, &r.origin, counterfactual)
+            },
         )?;
         images.push(rel);
     }
@@ -331,6 +340,92 @@ fn record_of(r: &AttackResult, out: &Path, write_image: bool) -> Result<SampleRe
     })
 }
 
+/// The attacks of some samples: per sample, one per attribute (`single`) or one over all of
+/// them (`multiple`), then one per null direction.
+fn build_attacks(
+    mode: Mode,
+    attributes: &[AttributeDirection],
+    nulls: &[Array1<f32>],
+    samples: &[(usize, Array1<f32>)],
+) -> Vec<Attack> {
+    let mut attacks = Vec::new();
+    for (s, z) in samples {
+        let attack = |label: String, attributes: Vec<String>, directions: Vec<Array1<f32>>| Attack {
+            sample: *s,
+            z: z.clone(),
+            label,
+            attributes,
+            directions,
+        };
+        if mode == Mode::Multiple {
+            attacks.push(attack(
+                "multiple".into(),
+                attributes.iter().map(|a| a.name.clone()).collect(),
+                attributes.iter().map(|a| a.direction.vector.clone()).collect(),
+            ));
+        } else {
+            for a in attributes {
+                attacks.push(attack(format!("single:{}", a.name), vec![a.name.clone()], vec![a.direction.vector.clone()]));
+            }
+        }
+        for (k, d) in nulls.iter().enumerate() {
+            attacks.push(attack(format!("null:{k}"), vec![format!("random-{k}")], vec![d.clone()]));
+        }
+    }
+    attacks
+}
+
+/// Decides the gradient source: the exact VJP chain when it builds and agrees with finite
+/// differences on the first samples, else finite differences (an error if `exact` was asked).
+#[allow(clippy::too_many_arguments)]
+fn choose_gradient(
+    config: &Config,
+    pipe: &mut Pipeline,
+    settings: &SearchSettings,
+    attributes: &[AttributeDirection],
+    nulls: &[Array1<f32>],
+    opts: &RunOptions,
+    warnings: &mut Vec<String>,
+) -> Result<String> {
+    let wanted = config.search.gradient;
+    if wanted == GradientSource::FiniteDifference {
+        return Ok("finite-difference".into());
+    }
+    if config.search.mode == Mode::Sweep {
+        return Ok("none (sweep mode evaluates, it does not optimise)".into());
+    }
+    let fallback = |why: String, warnings: &mut Vec<String>| -> Result<String> {
+        if wanted == GradientSource::Exact {
+            return Err(Error::GradientCheck(format!("{why} (search.gradient is `exact`; use `auto` to fall back)")));
+        }
+        let w = format!("exact gradients unavailable, using finite differences: {why}");
+        tracing::warn!("{w}");
+        warnings.push(w);
+        Ok("finite-difference (auto fallback)".into())
+    };
+    let chain = match search::exact::ExactChain::build(pipe, config.batch_size, &opts.session) {
+        Ok(c) => c,
+        Err(e) => return fallback(e.to_string(), warnings),
+    };
+    pipe.exact = Some(chain);
+    // Start-up self-check on the first samples against central finite differences.
+    let z_dim = pipe.generator.card.z_dim;
+    let samples: Vec<(usize, Array1<f32>)> =
+        (0..config.samples.min(2)).map(|s| (s, latent(config.seed, Stream::Samples, s as u64, z_dim))).collect();
+    let attacks = build_attacks(config.search.mode, attributes, nulls, &samples);
+    let (cosine, rel) = search::check_exact(pipe, &attacks, settings)?;
+    if cosine < 0.95 {
+        pipe.exact = None;
+        return fallback(
+            format!("the gradient graph disagrees with finite differences on the first samples (cosine {cosine:.3})"),
+            warnings,
+        );
+    }
+    Ok(format!(
+        "exact (one VJP graph over generator, target and CLIP; start-up check against finite differences: cosine {cosine:.4}, relative difference {rel:.3})"
+    ))
+}
+
 fn run_chunk(
     config: &Config,
     pipe: &mut Pipeline,
@@ -346,43 +441,9 @@ fn run_chunk(
         .map(|&s| (s, latent(config.seed, Stream::Samples, s as u64, z_dim)))
         .collect();
     let mut records = Vec::new();
-    let null_attack = |k: usize, s: usize, z: &Array1<f32>| Attack {
-        sample: s,
-        z: z.clone(),
-        label: format!("null:{k}"),
-        attributes: vec![format!("random-{k}")],
-        directions: vec![nulls[k].clone()],
-    };
     match config.search.mode {
         Mode::Single | Mode::Multiple => {
-            let mut attacks = Vec::new();
-            for (s, z) in &samples {
-                if config.search.mode == Mode::Single {
-                    for a in attributes {
-                        attacks.push(Attack {
-                            sample: *s,
-                            z: z.clone(),
-                            label: format!("single:{}", a.name),
-                            attributes: vec![a.name.clone()],
-                            directions: vec![a.direction.vector.clone()],
-                        });
-                    }
-                } else {
-                    attacks.push(Attack {
-                        sample: *s,
-                        z: z.clone(),
-                        label: "multiple".into(),
-                        attributes: attributes.iter().map(|a| a.name.clone()).collect(),
-                        directions: attributes
-                            .iter()
-                            .map(|a| a.direction.vector.clone())
-                            .collect(),
-                    });
-                }
-                for k in 0..nulls.len() {
-                    attacks.push(null_attack(k, *s, z));
-                }
-            }
+            let attacks = build_attacks(config.search.mode, attributes, nulls, &samples);
             let results = search::run_attacks(pipe, &attacks, settings)?;
             let contributions = if config.search.mode == Mode::Multiple {
                 Some(ablate(pipe, &attacks, &results)?)
@@ -390,7 +451,7 @@ fn run_chunk(
                 None
             };
             for (i, r) in results.iter().enumerate() {
-                let mut rec = record_of(r, out, true)?;
+                let mut rec = record_of(r, out, true, pipe.target.task.as_ref())?;
                 if let Some(c) = &contributions {
                     rec.contributions = c[i].clone();
                 }

@@ -124,6 +124,8 @@ impl TextEncoder {
 #[derive(Debug)]
 pub struct Clip {
     image: Model,
+    /// The composed image-tower graph (preprocessing + tower), for gradient graphs.
+    pub image_graph: zoom_graph::ModelProto,
     /// Text tower.
     pub text: TextEncoder,
     /// Logit scale of the consistency term.
@@ -133,13 +135,19 @@ pub struct Clip {
 impl Clip {
     /// Loads both towers; `src_hw` is the generator's image size.
     pub fn load(config: &ClipConfig, src_hw: [usize; 2], options: &SessionOptions) -> Result<Clip> {
-        let image = load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
+        let (image, image_graph) = load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
         let text = TextEncoder::load(&config.text, &config.tokenizer, config.max_tokens, options)?;
         Ok(Clip {
             image,
+            image_graph,
             text,
             logit_scale: config.logit_scale,
         })
+    }
+
+    /// Name of the image tower's embedding output.
+    pub fn image_output(&self) -> &str {
+        &self.image.outputs()[0].name
     }
 
     /// The image tower's session.

@@ -10,6 +10,8 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Generator {
     model: Model,
+    /// The generator's graph, for gradient graphs.
+    pub graph: zoom_graph::ModelProto,
     /// Its card.
     pub card: GeneratorCard,
     /// Output image size `[H, W]`.
@@ -21,6 +23,7 @@ impl Generator {
     pub fn load(model: &Path, card: &Path, options: &SessionOptions) -> Result<Generator> {
         let card = GeneratorCard::load(card)?;
         let m = Model::load(model, options)?;
+        let graph = super::read_proto(model)?;
         let contract = |tensor: &str, message: String| Error::Tensor {
             model: model.display().to_string(),
             tensor: tensor.into(),
@@ -57,6 +60,7 @@ impl Generator {
         };
         Ok(Generator {
             model: m,
+            graph,
             card,
             image_hw: hw,
         })

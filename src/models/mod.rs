@@ -17,19 +17,32 @@ use crate::runtime::{Model, SessionOptions, TensorInfo};
 use std::path::Path;
 
 /// Reads and decodes an ONNX file for composition; errors name the file.
-pub(crate) fn read_proto(path: &Path) -> Result<zoom_graph::ModelProto> {
+pub fn read_proto(path: &Path) -> Result<zoom_graph::ModelProto> {
     crate::runtime::precheck_model_file(path)?;
     zoom_graph::read_model(path).map_err(|e| Error::model(path, e.to_string()))
 }
 
-/// Loads `model` with the preprocessing `prep` composed in front of its input.
+/// Loads `model` with the preprocessing `prep` composed in front of its input; also returns the
+/// composed graph (the exact-gradient path differentiates through it).
 pub(crate) fn load_with_prefix(
     path: &Path,
     input: Option<&str>,
     prep: &crate::preprocess::Preprocess,
     src_hw: [usize; 2],
     options: &SessionOptions,
-) -> Result<Model> {
+) -> Result<(Model, zoom_graph::ModelProto)> {
+    let composed = composed_with_prefix(path, input, prep, src_hw)?;
+    let model = Model::from_bytes(&zoom_graph::io::encode_model(&composed), path, options)?;
+    Ok((model, composed))
+}
+
+/// The model at `path` with `prep` composed in front of `input` (see [`load_with_prefix`]).
+pub(crate) fn composed_with_prefix(
+    path: &Path,
+    input: Option<&str>,
+    prep: &crate::preprocess::Preprocess,
+    src_hw: [usize; 2],
+) -> Result<zoom_graph::ModelProto> {
     let proto = read_proto(path)?;
     let graph = proto
         .graph_ref()
@@ -55,13 +68,12 @@ pub(crate) fn load_with_prefix(
             ));
         }
     };
-    let composed = crate::preprocess::compose_with(prep, &proto, &input, src_hw).map_err(|e| {
+    crate::preprocess::compose_with(prep, &proto, &input, src_hw).map_err(|e| {
         Error::model(
             path,
             format!("cannot put the preprocessing in front of input `{input}`: {e}"),
         )
-    })?;
-    Model::from_bytes(&zoom_graph::io::encode_model(&composed), path, options)
+    })
 }
 
 /// Finds a declared tensor by name, with an error that lists what exists.

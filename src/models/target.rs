@@ -10,6 +10,8 @@ use ndarray::{Array2, Array4};
 /// A loaded target.
 pub struct Target {
     model: Model,
+    /// The composed graph (preprocessing + model), for gradient graphs.
+    pub graph: zoom_graph::ModelProto,
     output: String,
     width: usize,
     /// The task that reads its output.
@@ -43,7 +45,7 @@ impl Target {
         options: &SessionOptions,
     ) -> Result<Target> {
         let path = &config.model;
-        let model = load_with_prefix(
+        let (model, graph) = load_with_prefix(
             path,
             config.input.as_deref(),
             &config.preprocess,
@@ -62,22 +64,40 @@ impl Target {
             .try_fold(1usize, |acc, d| d.map(|d| acc * d as usize));
         let width = match (dims.len(), width) {
             (n, Some(w)) if n >= 2 && w > 0 => w,
-            _ => return Err(Error::Tensor {
-                model: path.display().to_string(),
-                tensor: output.name.clone(),
-                message: format!(
+            _ => {
+                return Err(Error::Tensor {
+                    model: path.display().to_string(),
+                    tensor: output.name.clone(),
+                    message: format!(
                     "the task needs an output of shape [N, ...] with fixed non-batch dims, got {}",
                     output.shape_string()
                 ),
-            }),
+                })
+            }
         };
-        let task = config.task.build(&output.name, width)?;
+        let shape: Vec<usize> = dims.iter().skip(1).flatten().map(|&d| d as usize).collect();
+        let task = config.task.build(&crate::tasks::OutputSpec {
+            name: &output.name,
+            shape: &shape,
+            input_hw: config.preprocess.size,
+        })?;
         Ok(Target {
             model,
+            graph,
             output: output.name,
             width,
             task,
         })
+    }
+
+    /// Name of the output the task reads.
+    pub fn output_name(&self) -> &str {
+        &self.output
+    }
+
+    /// Values per sample in that output.
+    pub fn width(&self) -> usize {
+        self.width
     }
 
     /// The underlying session.

@@ -6,6 +6,7 @@
 //! Many attacks run together: every iteration evaluates all their finite-difference points in
 //! batched ONNX Runtime calls. Reported scores and images are taken *after* the final update.
 
+pub mod exact;
 pub mod gradient;
 pub mod pipeline;
 pub mod sweep;
@@ -78,7 +79,8 @@ pub struct AttackResult {
 }
 
 /// State of an attack fixed at α = 0.
-struct Origin {
+#[derive(Debug, Clone)]
+pub struct Origin {
     row: Vec<f32>,
     clip_class: Option<usize>,
     score: f64,
@@ -103,6 +105,171 @@ fn loss(p: &Pipeline, s: &SearchSettings, o: &Origin, ev: &Evaluation, row: usiz
     l
 }
 
+/// The gradient of one attack at one iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Already flagged: no update.
+    Skip,
+    /// An output was NaN/Inf: flag the attack.
+    Bad,
+    /// ∂L/∂α per direction.
+    Grad(Vec<f64>),
+}
+
+/// ∂L/∂α of every attack, from the exact chain when the pipeline has one, else by central
+/// finite differences.
+pub fn gradients(
+    p: &mut Pipeline,
+    attacks: &[Attack],
+    alpha: &[Vec<f32>],
+    flagged: &[Option<String>],
+    origins: &[Origin],
+    s: &SearchSettings,
+) -> Result<Vec<Step>> {
+    if p.exact.is_some() {
+        exact_gradients(p, attacks, alpha, flagged, origins, s)
+    } else {
+        fd_gradients(p, attacks, alpha, flagged, origins, s)
+    }
+}
+
+fn fd_gradients(
+    p: &mut Pipeline,
+    attacks: &[Attack],
+    alpha: &[Vec<f32>],
+    flagged: &[Option<String>],
+    origins: &[Origin],
+    s: &SearchSettings,
+) -> Result<Vec<Step>> {
+    let dim = p.generator.card.style_dim;
+    let probes = gradient::probe(p, attacks, alpha, flagged, s.fd_step, dim)?;
+    Ok((0..attacks.len())
+        .map(|i| {
+            if flagged[i].is_some() {
+                return Step::Skip;
+            }
+            let mut g = Vec::new();
+            for &(plus, minus) in &probes.rows[i] {
+                if probes.eval.bad[plus] || probes.eval.bad[minus] {
+                    return Step::Bad;
+                }
+                g.push(
+                    (loss(p, s, &origins[i], &probes.eval, plus) - loss(p, s, &origins[i], &probes.eval, minus))
+                        / (2.0 * s.fd_step as f64),
+                );
+            }
+            Step::Grad(g)
+        })
+        .collect())
+}
+
+fn exact_gradients(
+    p: &mut Pipeline,
+    attacks: &[Attack],
+    alpha: &[Vec<f32>],
+    flagged: &[Option<String>],
+    origins: &[Origin],
+    s: &SearchSettings,
+) -> Result<Vec<Step>> {
+    let dim = p.generator.card.style_dim;
+    let active: Vec<usize> = (0..attacks.len()).filter(|&i| flagged[i].is_none()).collect();
+    let mut z = Array2::<f32>::zeros((active.len(), p.generator.card.z_dim));
+    let mut edit = Array2::<f32>::zeros((active.len(), dim));
+    for (r, &i) in active.iter().enumerate() {
+        z.row_mut(r).assign(&attacks[i].z);
+        edit.row_mut(r).assign(&edit_of(&attacks[i], &alpha[i], dim));
+    }
+    let ev = p.evaluate(&z, &edit, false)?;
+    let width = ev.rows.ncols();
+    let mut row_grad = Array2::<f32>::zeros((active.len(), width));
+    let mut clip_grad = p.consistency.as_ref().map(|t| Array2::<f32>::zeros((active.len(), t.ncols())));
+    for (r, &i) in active.iter().enumerate() {
+        let row = ev.rows.row(r);
+        let g = p.target.task.loss_grad(row.as_slice().unwrap_or(&[]), &origins[i].row);
+        for (j, v) in g.into_iter().enumerate() {
+            row_grad[[r, j]] = s.cls_weight * v;
+        }
+        // CE(scale · e·tₖ, c0) → ∂/∂e = scale · Σₖ (softmaxₖ − [k = c0]) tₖ.
+        if let (Some(cg), Some(text), Some(logits), Some(c0)) =
+            (clip_grad.as_mut(), p.consistency.as_ref(), ev.clip_logits.as_ref(), origins[i].clip_class)
+        {
+            let l = logits.row(r);
+            let m = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let e: Vec<f32> = l.iter().map(|&v| (v - m).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            for (k, ek) in e.iter().enumerate() {
+                let coeff = (ek / sum - if k == c0 { 1.0 } else { 0.0 }) * p.clip.logit_scale * s.clip_weight;
+                cg.row_mut(r).scaled_add(coeff, &text.row(k));
+            }
+        }
+    }
+    let chain = p.exact.as_mut().ok_or_else(|| crate::Error::Graph("no gradient graph".into()))?;
+    let eg = chain.edit_grad(&z, &edit, &row_grad, clip_grad.as_ref())?;
+    let mut out = vec![Step::Skip; attacks.len()];
+    for (r, &i) in active.iter().enumerate() {
+        out[i] = if ev.bad[r] {
+            Step::Bad
+        } else {
+            Step::Grad(attacks[i].directions.iter().map(|d| eg.row(r).dot(d) as f64).collect())
+        };
+    }
+    Ok(out)
+}
+
+/// Compares exact and finite-difference gradients of `attacks` at α = 0; returns the cosine
+/// between the two stacked gradient vectors and their relative difference ‖e − f‖ / ‖f‖.
+pub fn check_exact(p: &mut Pipeline, attacks: &[Attack], s: &SearchSettings) -> Result<(f64, f64)> {
+    let n = attacks.len();
+    let (origins, flagged, _) = origins_of(p, attacks)?;
+    let alpha: Vec<Vec<f32>> = attacks.iter().map(|a| vec![0.0; a.directions.len()]).collect();
+    let exact = exact_gradients(p, attacks, &alpha, &flagged, &origins, s)?;
+    let fd = fd_gradients(p, attacks, &alpha, &flagged, &origins, s)?;
+    let (mut dot, mut ne, mut nf, mut diff) = (0.0, 0.0, 0.0, 0.0f64);
+    for i in 0..n {
+        if let (Step::Grad(a), Step::Grad(b)) = (&exact[i], &fd[i]) {
+            for (x, y) in a.iter().zip(b) {
+                dot += x * y;
+                ne += x * x;
+                nf += y * y;
+                diff += (x - y) * (x - y);
+            }
+        }
+    }
+    let cosine = if ne > 0.0 && nf > 0.0 { dot / (ne.sqrt() * nf.sqrt()) } else { 1.0 };
+    Ok((cosine, (diff / nf.max(1e-30)).sqrt()))
+}
+
+type Unedited = (Evaluation, Array2<f32>);
+
+/// Evaluates every attack's unedited image: origins, initial flags, and the evaluation with
+/// images plus the stacked latents.
+fn origins_of(p: &mut Pipeline, attacks: &[Attack]) -> Result<(Vec<Origin>, Vec<Option<String>>, Unedited)> {
+    let n = attacks.len();
+    let dim = p.generator.card.style_dim;
+    let mut z0 = Array2::<f32>::zeros((n, p.generator.card.z_dim));
+    for (i, a) in attacks.iter().enumerate() {
+        z0.row_mut(i).assign(&a.z);
+    }
+    let ev0 = p.evaluate(&z0, &Array2::zeros((n, dim)), true)?;
+    let flagged = ev0
+        .bad
+        .iter()
+        .map(|&b| b.then(|| "NaN/Inf in the target output of the unedited image".to_string()))
+        .collect();
+    let origins = (0..n)
+        .map(|i| {
+            let row = ev0.rows.row(i);
+            let row = row.as_slice().unwrap_or(&[]);
+            Origin {
+                row: row.to_vec(),
+                score: p.target.task.score(row, row),
+                clip_class: ev0.clip_logits.as_ref().map(|l| argmax(l.row(i).as_slice().unwrap_or(&[]))),
+            }
+        })
+        .collect();
+    Ok((origins, flagged, (ev0, z0)))
+}
+
 /// Runs all `attacks` to completion.
 pub fn run_attacks(
     p: &mut Pipeline,
@@ -110,60 +277,24 @@ pub fn run_attacks(
     s: &SearchSettings,
 ) -> Result<Vec<AttackResult>> {
     let dim = p.generator.card.style_dim;
-    let z_dim = p.generator.card.z_dim;
     let n = attacks.len();
-    let stack_z = |rows: &[&Array1<f32>]| {
-        let mut z = Array2::<f32>::zeros((rows.len(), z_dim));
-        for (i, r) in rows.iter().enumerate() {
-            z.row_mut(i).assign(r);
-        }
-        z
-    };
-    // α = 0: origin rows, CLIP's reading, scores, original images.
-    let z0 = stack_z(&attacks.iter().map(|a| &a.z).collect::<Vec<_>>());
-    let ev0 = p.evaluate(&z0, &Array2::zeros((n, dim)), true)?;
-    let mut flagged: Vec<Option<String>> = ev0
-        .bad
-        .iter()
-        .map(|&b| b.then(|| "NaN/Inf in the target output of the unedited image".to_string()))
-        .collect();
-    let origins: Vec<Origin> = (0..n)
-        .map(|i| {
-            let row = ev0.rows.row(i);
-            let row = row.as_slice().unwrap_or(&[]);
-            Origin {
-                row: row.to_vec(),
-                score: p.target.task.score(row, row),
-                clip_class: ev0
-                    .clip_logits
-                    .as_ref()
-                    .map(|l| argmax(l.row(i).as_slice().unwrap_or(&[]))),
-            }
-        })
-        .collect();
+    let (origins, mut flagged, (ev0, z0)) = origins_of(p, attacks)?;
     let mut alpha: Vec<Vec<f32>> = attacks
         .iter()
         .map(|a| vec![0.0; a.directions.len()])
         .collect();
     for iteration in 0..s.iterations {
-        let probes = gradient::probe(p, attacks, &alpha, &flagged, s.fd_step, dim)?;
-        for (i, a) in attacks.iter().enumerate() {
-            if flagged[i].is_some() {
-                continue;
-            }
-            for (k, &(plus, minus)) in probes.rows[i].iter().enumerate() {
-                if probes.eval.bad[plus] || probes.eval.bad[minus] {
-                    flagged[i] = Some(format!(
-                        "NaN/Inf in the target output at iteration {iteration}"
-                    ));
-                    break;
+        let grads = gradients(p, attacks, &alpha, &flagged, &origins, s)?;
+        for (i, g) in grads.into_iter().enumerate() {
+            match g {
+                Step::Skip => {}
+                Step::Bad => flagged[i] = Some(format!("NaN/Inf in the target output at iteration {iteration}")),
+                Step::Grad(g) => {
+                    for (a, gk) in alpha[i].iter_mut().zip(g) {
+                        *a = (*a - s.step * gk as f32).clamp(-s.bound, s.bound);
+                    }
                 }
-                let g = (loss(p, s, &origins[i], &probes.eval, plus)
-                    - loss(p, s, &origins[i], &probes.eval, minus))
-                    / (2.0 * s.fd_step as f64);
-                alpha[i][k] = (alpha[i][k] - s.step * g as f32).clamp(-s.bound, s.bound);
             }
-            debug_assert_eq!(alpha[i].len(), a.directions.len());
         }
     }
     // After the final update: scores, decisions and the counterfactual images.

@@ -19,6 +19,8 @@ pub struct Pipeline {
     pub batch_size: usize,
     /// Images rendered so far (for throughput figures).
     pub images_rendered: usize,
+    /// The exact-gradient chain; `None` = finite differences.
+    pub exact: Option<super::exact::ExactChain>,
 }
 
 /// Results of evaluating a batch of (z, edit) pairs.
