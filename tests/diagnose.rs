@@ -221,3 +221,59 @@ fn a_prompt_that_tokenizes_to_nothing_is_rejected() {
     let o = diagnose(DEMO, &tmp.path().join("x"), &sets);
     assert_clean_failure(&o, &["tokenizes to nothing"]);
 }
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_without_losing_or_repeating_samples() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.retain(|s| !s.starts_with("samples="));
+    sets.push("samples=12".into());
+    let reference = tmp.path().join("reference");
+    assert!(diagnose(DEMO, &reference, &sets).status.success());
+
+    let killed = tmp.path().join("killed");
+    let mut args: Vec<String> = vec![
+        "--quiet".into(),
+        "diagnose".into(),
+        DEMO.into(),
+        "--out".into(),
+        killed.display().to_string(),
+    ];
+    for s in &sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoom"))
+        .args(&args)
+        .current_dir(root())
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first chunk is recorded (or when the run ends first, on a fast machine).
+    let samples = killed.join("samples.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline {
+        let lines = std::fs::read_to_string(&samples)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines > 0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill(); // SIGKILL on Unix
+    let _ = child.wait();
+    let o = diagnose(DEMO, &killed, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let count = |d: &Path| {
+        std::fs::read_to_string(d.join("samples.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(count(&killed), count(&reference));
+    assert_eq!(
+        std::fs::read(reference.join("report.json")).unwrap(),
+        std::fs::read(killed.join("report.json")).unwrap()
+    );
+}

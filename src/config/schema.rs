@@ -133,6 +133,10 @@ pub enum DirectionMethod {
     /// StyleCLIP global directions: per-channel CLIP relevance from ±kσ probes.
     #[default]
     Global,
+    /// Average CLIP-space gradient of the text direction with respect to the edit space over
+    /// the probe images (needs the exact-gradient graph of generator + CLIP); β is then a
+    /// fraction of the largest relevance.
+    Gradient,
 }
 
 /// Direction extraction settings.

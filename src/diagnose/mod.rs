@@ -4,13 +4,13 @@
 pub mod aggregate;
 pub mod checkpoint;
 
-use crate::config::{Config, GradientSource, Mode};
+use crate::config::{Config, DirectionMethod, GradientSource, Mode};
 use crate::directions::{self, ChannelRelevance, Direction, RelevanceSettings};
 use crate::error::{Error, Result};
 use crate::models::{Clip, Generator, Target};
 use crate::report::schema::{Report, SampleRecord};
 use crate::runtime::SessionOptions;
-use crate::sampling::{latent, rng, Stream};
+use crate::sampling::{latent, latents, rng, Stream};
 use crate::search::{self, sweep, Attack, AttackResult, Pipeline, SearchSettings};
 use ndarray::{Array1, Array2};
 use std::path::{Path, PathBuf};
@@ -55,42 +55,13 @@ fn progress_bar(quiet: bool, len: u64, msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// Runs a diagnosis and writes everything into `opts.out`. Returns the report.
-pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
-    let config_json = serde_json::to_value(config).map_err(|e| Error::Report(e.to_string()))?;
-    let done = checkpoint::open(&opts.out, &config_json)?;
-    let mut warnings = Vec::new();
-
-    let generator = Generator::load(
-        &config.generator.model,
-        &config.generator.card,
-        &opts.session,
-    )?;
+/// Loads generator, target and CLIP of a config (no directions, no consistency prompts yet).
+pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeline> {
+    let generator = Generator::load(&config.generator.model, &config.generator.card, session)?;
     let hw = generator.image_hw;
-    let target = Target::load(&config.target, hw, &opts.session)?;
-    let clip = Clip::load(&config.clip, hw, &opts.session)?;
-    for (role, w) in [
-        ("generator", generator.model().warnings()),
-        ("target", target.model().warnings()),
-    ] {
-        warnings.extend(w.iter().map(|w| format!("{role}: {w}")));
-    }
-    let providers = vec![
-        (
-            "generator".to_string(),
-            generator.model().provider().name().to_string(),
-        ),
-        (
-            "target".to_string(),
-            target.model().provider().name().to_string(),
-        ),
-        (
-            "clip".to_string(),
-            clip.image_model().provider().name().to_string(),
-        ),
-    ];
-    let bound = config.search.bound.unwrap_or(generator.card.default_bound);
-    let mut pipe = Pipeline {
+    let target = Target::load(&config.target, hw, session)?;
+    let clip = Clip::load(&config.clip, hw, session)?;
+    Ok(Pipeline {
         generator,
         target,
         clip,
@@ -98,7 +69,40 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
         batch_size: config.batch_size,
         images_rendered: 0,
         exact: None,
-    };
+    })
+}
+
+/// Runs a diagnosis and writes everything into `opts.out`. Returns the report.
+pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
+    let config_json = serde_json::to_value(config).map_err(|e| Error::Report(e.to_string()))?;
+    let done = checkpoint::open(&opts.out, &config_json)?;
+    let mut warnings = Vec::new();
+
+    let mut pipe = load_pipeline(config, &opts.session)?;
+    for (role, m) in [
+        ("generator", pipe.generator.model()),
+        ("target", pipe.target.model()),
+    ] {
+        warnings.extend(m.warnings().iter().map(|w| format!("{role}: {w}")));
+    }
+    let providers = vec![
+        (
+            "generator".to_string(),
+            pipe.generator.model().provider().name().to_string(),
+        ),
+        (
+            "target".to_string(),
+            pipe.target.model().provider().name().to_string(),
+        ),
+        (
+            "clip".to_string(),
+            pipe.clip.image_model().provider().name().to_string(),
+        ),
+    ];
+    let bound = config
+        .search
+        .bound
+        .unwrap_or(pipe.generator.card.default_bound);
 
     let attributes = extract_directions(config, &mut pipe, opts)?;
     if config.attributes.consistency.len() >= 2 && config.search.clip_weight > 0.0 {
@@ -123,7 +127,15 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
         clip_weight: config.search.clip_weight,
         fd_step: config.search.fd_step,
     };
-    let gradient = choose_gradient(config, &mut pipe, &settings, &attributes, &nulls, opts, &mut warnings)?;
+    let gradient = choose_gradient(
+        config,
+        &mut pipe,
+        &settings,
+        &attributes,
+        &nulls,
+        opts,
+        &mut warnings,
+    )?;
     let labels = attack_labels(config, &attributes, nulls.len());
     let chunks: Vec<Vec<usize>> = (0..config.samples)
         .collect::<Vec<_>>()
@@ -191,17 +203,87 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
     Ok(report)
 }
 
-fn extract_directions(
+/// Attribute directions of a config (global or gradient method).
+pub fn extract_directions(
     config: &Config,
     pipe: &mut Pipeline,
     opts: &RunOptions,
 ) -> Result<Vec<AttributeDirection>> {
     let d = &config.directions;
+    let relevance = match d.method {
+        DirectionMethod::Global => Relevance::Global(global_relevance(config, pipe, opts)?),
+        DirectionMethod::Gradient => {
+            let indices: Vec<usize> = (0..d.probe_samples).collect();
+            let z = latents(
+                directions::relevance::PROBE_SEED,
+                Stream::Probes,
+                &indices,
+                pipe.generator.card.z_dim,
+            );
+            Relevance::Gradient(directions::gradient::EmbeddingGradient::build(
+                pipe,
+                z,
+                &opts.session,
+            )?)
+        }
+    };
+    let templates: Vec<String> = if config.attributes.templates.is_empty() {
+        directions::DEFAULT_TEMPLATES
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        config.attributes.templates.clone()
+    };
+    let card = pipe.generator.card.clone();
+    let mut relevance = relevance;
+    let mut out = Vec::new();
+    for a in &config.attributes.prompts {
+        let dt = directions::text_direction(
+            &mut pipe.clip.text,
+            &templates,
+            &config.attributes.neutral,
+            &a.prompt,
+        )?;
+        let beta = a.beta.unwrap_or(d.beta);
+        let direction = match &mut relevance {
+            Relevance::Global(r) => {
+                directions::attribute_direction(r, &dt, beta, &card.channel_scale, &a.name)?
+            }
+            Relevance::Gradient(g) => {
+                let r = g.relevance(&dt, &card.channel_scale, &card.editable)?;
+                directions::project(r, &card.editable, beta, &card.channel_scale, &a.name)?
+            }
+        };
+        out.push(AttributeDirection {
+            name: a.name.clone(),
+            prompt: a.prompt.clone(),
+            direction,
+        });
+    }
+    Ok(out)
+}
+
+/// Channel relevances of either direction method.
+enum Relevance {
+    Global(ChannelRelevance),
+    Gradient(directions::gradient::EmbeddingGradient),
+}
+
+fn global_relevance(
+    config: &Config,
+    pipe: &mut Pipeline,
+    opts: &RunOptions,
+) -> Result<ChannelRelevance> {
+    let d = &config.directions;
     let s = RelevanceSettings {
         probe_samples: d.probe_samples,
         probe_sigma: d.probe_sigma,
         batch_size: config.batch_size,
-        cache: d.cache.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CACHE)),
+        cache: d
+            .cache
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CACHE)),
     };
     let clip_prep = serde_json::to_string(&config.clip.preprocess).unwrap_or_default();
     let key = directions::relevance::cache_key(
@@ -238,37 +320,7 @@ fn extract_directions(
             relevance.cache_file.display()
         );
     }
-    let templates: Vec<String> = if config.attributes.templates.is_empty() {
-        directions::DEFAULT_TEMPLATES
-            .iter()
-            .map(|t| t.to_string())
-            .collect()
-    } else {
-        config.attributes.templates.clone()
-    };
-    let mut out = Vec::new();
-    for a in &config.attributes.prompts {
-        let dt = directions::text_direction(
-            &mut pipe.clip.text,
-            &templates,
-            &config.attributes.neutral,
-            &a.prompt,
-        )?;
-        let beta = a.beta.unwrap_or(d.beta);
-        let direction = directions::attribute_direction(
-            &relevance,
-            &dt,
-            beta,
-            &pipe.generator.card.channel_scale,
-            &a.name,
-        )?;
-        out.push(AttributeDirection {
-            name: a.name.clone(),
-            prompt: a.prompt.clone(),
-            direction,
-        });
-    }
-    Ok(out)
+    Ok(relevance)
 }
 
 /// Every attack label of a run, in report order.
@@ -342,7 +394,7 @@ fn record_of(
 
 /// The attacks of some samples: per sample, one per attribute (`single`) or one over all of
 /// them (`multiple`), then one per null direction.
-fn build_attacks(
+pub fn build_attacks(
     mode: Mode,
     attributes: &[AttributeDirection],
     nulls: &[Array1<f32>],
@@ -350,26 +402,38 @@ fn build_attacks(
 ) -> Vec<Attack> {
     let mut attacks = Vec::new();
     for (s, z) in samples {
-        let attack = |label: String, attributes: Vec<String>, directions: Vec<Array1<f32>>| Attack {
-            sample: *s,
-            z: z.clone(),
-            label,
-            attributes,
-            directions,
-        };
+        let attack =
+            |label: String, attributes: Vec<String>, directions: Vec<Array1<f32>>| Attack {
+                sample: *s,
+                z: z.clone(),
+                label,
+                attributes,
+                directions,
+            };
         if mode == Mode::Multiple {
             attacks.push(attack(
                 "multiple".into(),
                 attributes.iter().map(|a| a.name.clone()).collect(),
-                attributes.iter().map(|a| a.direction.vector.clone()).collect(),
+                attributes
+                    .iter()
+                    .map(|a| a.direction.vector.clone())
+                    .collect(),
             ));
         } else {
             for a in attributes {
-                attacks.push(attack(format!("single:{}", a.name), vec![a.name.clone()], vec![a.direction.vector.clone()]));
+                attacks.push(attack(
+                    format!("single:{}", a.name),
+                    vec![a.name.clone()],
+                    vec![a.direction.vector.clone()],
+                ));
             }
         }
         for (k, d) in nulls.iter().enumerate() {
-            attacks.push(attack(format!("null:{k}"), vec![format!("random-{k}")], vec![d.clone()]));
+            attacks.push(attack(
+                format!("null:{k}"),
+                vec![format!("random-{k}")],
+                vec![d.clone()],
+            ));
         }
     }
     attacks
@@ -396,22 +460,31 @@ fn choose_gradient(
     }
     let fallback = |why: String, warnings: &mut Vec<String>| -> Result<String> {
         if wanted == GradientSource::Exact {
-            return Err(Error::GradientCheck(format!("{why} (search.gradient is `exact`; use `auto` to fall back)")));
+            return Err(Error::GradientCheck(format!(
+                "{why} (search.gradient is `exact`; use `auto` to fall back)"
+            )));
         }
         let w = format!("exact gradients unavailable, using finite differences: {why}");
         tracing::warn!("{w}");
         warnings.push(w);
         Ok("finite-difference (auto fallback)".into())
     };
-    let chain = match search::exact::ExactChain::build(pipe, config.batch_size, &opts.session) {
+    // The gradient graph has a static batch; size it to split a chunk's attacks evenly so
+    // little is padded (a chunk of 40 attacks with batch_size 32 runs as 2 × 20).
+    let per_sample = if config.search.mode == Mode::Multiple { 1 } else { attributes.len() } + nulls.len();
+    let attacks_per_chunk = CHUNK_SAMPLES.min(config.samples) * per_sample;
+    let calls = attacks_per_chunk.div_ceil(config.batch_size);
+    let vjp_batch = attacks_per_chunk.div_ceil(calls.max(1)).max(1);
+    let chain = match search::exact::ExactChain::build(pipe, vjp_batch, &opts.session) {
         Ok(c) => c,
         Err(e) => return fallback(e.to_string(), warnings),
     };
     pipe.exact = Some(chain);
     // Start-up self-check on the first samples against central finite differences.
     let z_dim = pipe.generator.card.z_dim;
-    let samples: Vec<(usize, Array1<f32>)> =
-        (0..config.samples.min(2)).map(|s| (s, latent(config.seed, Stream::Samples, s as u64, z_dim))).collect();
+    let samples: Vec<(usize, Array1<f32>)> = (0..config.samples.min(2))
+        .map(|s| (s, latent(config.seed, Stream::Samples, s as u64, z_dim)))
+        .collect();
     let attacks = build_attacks(config.search.mode, attributes, nulls, &samples);
     let (cosine, rel) = search::check_exact(pipe, &attacks, settings)?;
     if cosine < 0.95 {

@@ -8,10 +8,11 @@
 //! 3. **Projection** ([`project`]): r = relevance · Δt, channels with |r| < β dropped, scaled by
 //!    σ and normalised to a unit vector in edit space.
 
+pub mod gradient;
 pub mod project;
 pub mod relevance;
 pub mod text;
 
-pub use project::{attribute_direction, random_direction, Direction};
+pub use project::{attribute_direction, project, random_direction, Direction};
 pub use relevance::{ChannelRelevance, RelevanceSettings};
 pub use text::{text_direction, DEFAULT_TEMPLATES};

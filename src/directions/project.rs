@@ -29,12 +29,28 @@ pub fn attribute_direction(
     scale: &[f32],
     name: &str,
 ) -> Result<Direction> {
-    let r = relevance.matrix.dot(delta_t);
+    project(
+        relevance.matrix.dot(delta_t),
+        &relevance.editable,
+        beta,
+        scale,
+        name,
+    )
+}
+
+/// Thresholds per-channel relevances `r` at β, scales by σ and normalises to a unit direction.
+pub fn project(
+    r: Array1<f32>,
+    editable: &[bool],
+    beta: f32,
+    scale: &[f32],
+    name: &str,
+) -> Result<Direction> {
     let max_relevance = r.iter().fold(0f32, |m, v| m.max(v.abs()));
     let mut channels = 0;
     let mut v = Array1::<f32>::zeros(r.len());
     for (c, &rc) in r.iter().enumerate() {
-        if relevance.editable[c] && rc.abs() >= beta {
+        if editable[c] && rc.abs() >= beta {
             v[c] = rc / max_relevance * scale[c];
             channels += 1;
         }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Probe seed: fixed, so the cache is shared by runs with different seeds.
-const PROBE_SEED: u64 = 2324;
+pub const PROBE_SEED: u64 = 2324;
 
 /// Settings that change the relevance (and so its cache key).
 #[derive(Debug, Clone)]

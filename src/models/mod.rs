@@ -95,3 +95,48 @@ pub(crate) fn find_tensor<'a>(
         }
     })
 }
+
+/// Prefixes every internal name of `model` (node outputs, initializers, value infos) with
+/// `prefix`, leaving graph inputs and outputs alone. Chaining several composed graphs into one
+/// gradient graph needs this: a tower's own input `image` would otherwise clash with the
+/// generator's output `image`.
+pub(crate) fn namespace(mut model: zoom_graph::ModelProto, prefix: &str) -> zoom_graph::ModelProto {
+    let Some(g) = model.graph.as_mut() else {
+        return model;
+    };
+    let keep: std::collections::HashSet<String> = g
+        .input
+        .iter()
+        .chain(&g.output)
+        .map(|v| v.name.clone())
+        .chain(std::iter::once(String::new()))
+        .collect();
+    let rn = |n: &mut String| {
+        if !keep.contains(n.as_str()) {
+            *n = format!("{prefix}{n}");
+        }
+    };
+    for node in &mut g.node {
+        node.input.iter_mut().for_each(rn);
+        node.output.iter_mut().for_each(rn);
+        if !node.name.is_empty() {
+            node.name = format!("{prefix}{}", node.name);
+        }
+    }
+    for t in &mut g.initializer {
+        rn(&mut t.name);
+    }
+    for v in &mut g.value_info {
+        rn(&mut v.name);
+    }
+    // Inputs that are initializers (old-style models) are renamed with them.
+    let inits: std::collections::HashSet<String> =
+        g.initializer.iter().map(|t| t.name.clone()).collect();
+    for v in &mut g.input {
+        let renamed = format!("{prefix}{}", v.name);
+        if inits.contains(&renamed) {
+            v.name = renamed;
+        }
+    }
+    model
+}

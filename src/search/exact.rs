@@ -27,7 +27,9 @@ pub struct ExactChain {
 }
 
 fn compose_err(e: zoom_graph::Error) -> Error {
-    Error::Graph(format!("composing generator, target and CLIP for gradients: {e}"))
+    Error::Graph(format!(
+        "composing generator, target and CLIP for gradients: {e}"
+    ))
 }
 
 impl ExactChain {
@@ -35,11 +37,15 @@ impl ExactChain {
     /// An operator without a gradient rule is an error the caller can fall back from.
     pub fn build(p: &Pipeline, batch: usize, options: &SessionOptions) -> Result<ExactChain> {
         let gen = &p.generator;
-        let mut chain = zoom_graph::compose::append(&gen.graph, &p.target.graph, &[("image", PREP_INPUT)]).map_err(compose_err)?;
+        let target = crate::models::namespace(p.target.graph.clone(), "target/");
+        let mut chain = zoom_graph::compose::append(&gen.graph, &target, &[("image", PREP_INPUT)])
+            .map_err(compose_err)?;
         let target_out = p.target.output_name().to_string();
         let mut of = vec![target_out.clone()];
         let clip_out = if p.consistency.is_some() {
-            chain = zoom_graph::compose::append(&chain, &p.clip.image_graph, &[("image", PREP_INPUT)]).map_err(compose_err)?;
+            let clip = crate::models::namespace(p.clip.image_graph.clone(), "clip/");
+            chain = zoom_graph::compose::append(&chain, &clip, &[("image", PREP_INPUT)])
+                .map_err(compose_err)?;
             let name = p.clip.image_output().to_string();
             of.push(name.clone());
             Some(name)
@@ -48,22 +54,44 @@ impl ExactChain {
         };
         let shapes = HashMap::from([
             ("z".to_string(), vec![batch as i64, gen.card.z_dim as i64]),
-            ("edit".to_string(), vec![batch as i64, gen.card.style_dim as i64]),
+            (
+                "edit".to_string(),
+                vec![batch as i64, gen.card.style_dim as i64],
+            ),
         ]);
-        let spec = zoom_graph::autodiff::VjpSpec { wrt: vec!["edit".into()], of, shapes };
-        let (vjp, warnings) = zoom_graph::autodiff::build_vjp(&chain, &spec).map_err(|e| Error::Graph(e.to_string()))?;
+        let spec = zoom_graph::autodiff::VjpSpec {
+            wrt: vec!["edit".into()],
+            of,
+            shapes,
+        };
+        let (vjp, warnings) = zoom_graph::autodiff::build_vjp(&chain, &spec)
+            .map_err(|e| Error::Graph(e.to_string()))?;
         for w in warnings {
             tracing::debug!("gradient graph: {}", w.message);
         }
-        let vjp = Model::from_bytes(&zoom_graph::io::encode_model(&vjp), Path::new("gradient graph (generator+target+clip)"), options)?;
+        let vjp = Model::from_bytes(
+            &zoom_graph::io::encode_model(&vjp),
+            Path::new("gradient graph (generator+target+clip)"),
+            options,
+        )?;
         let grad_in = format!("{target_out}_grad");
         let info = vjp
             .inputs()
             .iter()
             .find(|i| i.name == grad_in)
             .ok_or_else(|| Error::Graph(format!("gradient graph has no input `{grad_in}`")))?;
-        let target_shape: Vec<usize> = info.shape.iter().map(|d| d.unwrap_or(1).max(0) as usize).collect();
-        Ok(ExactChain { vjp, batch, target_out, target_shape, clip_out })
+        let target_shape: Vec<usize> = info
+            .shape
+            .iter()
+            .map(|d| d.unwrap_or(1).max(0) as usize)
+            .collect();
+        Ok(ExactChain {
+            vjp,
+            batch,
+            target_out,
+            target_shape,
+            clip_out,
+        })
     }
 
     /// ∂L/∂edit for rows of (z, edit), given ∂L/∂(target output row) and ∂L/∂(CLIP embedding).
@@ -82,7 +110,8 @@ impl ExactChain {
             let end = (start + b).min(n);
             let pad = |a: &Array2<f32>| {
                 let mut p = Array2::<f32>::zeros((b, a.ncols()));
-                p.slice_mut(s![..end - start, ..]).assign(&a.slice(s![start..end, ..]));
+                p.slice_mut(s![..end - start, ..])
+                    .assign(&a.slice(s![start..end, ..]));
                 p
             };
             let zt = Tensor::F32(pad(z).into_dyn());
@@ -94,16 +123,21 @@ impl ExactChain {
             let cg = clip_grad.map(|c| Tensor::F32(pad(c).into_dyn()));
             let grad_name = format!("{}_grad", self.target_out);
             let clip_name = self.clip_out.as_ref().map(|c| format!("{c}_grad"));
-            let mut feed: Vec<(&str, &Tensor)> = vec![("z", &zt), ("edit", &et), (grad_name.as_str(), &rg)];
+            let mut feed: Vec<(&str, &Tensor)> =
+                vec![("z", &zt), ("edit", &et), (grad_name.as_str(), &rg)];
             if let (Some(name), Some(t)) = (clip_name.as_deref(), cg.as_ref()) {
                 feed.push((name, t));
             }
-            let g = self.vjp.run_one(&feed, "edit_grad")?.into_f32("edit_grad")?;
+            let g = self
+                .vjp
+                .run_one(&feed, "edit_grad")?
+                .into_f32("edit_grad")?;
             let g: ArrayD<f32> = g;
             let g = g
                 .into_dimensionality::<ndarray::Ix2>()
                 .map_err(|e| Error::runtime("reading edit_grad", e))?;
-            out.slice_mut(s![start..end, ..]).assign(&g.slice(s![..end - start, ..]));
+            out.slice_mut(s![start..end, ..])
+                .assign(&g.slice(s![..end - start, ..]));
             start = end;
         }
         Ok(out)

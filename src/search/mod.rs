@@ -154,7 +154,8 @@ fn fd_gradients(
                     return Step::Bad;
                 }
                 g.push(
-                    (loss(p, s, &origins[i], &probes.eval, plus) - loss(p, s, &origins[i], &probes.eval, minus))
+                    (loss(p, s, &origins[i], &probes.eval, plus)
+                        - loss(p, s, &origins[i], &probes.eval, minus))
                         / (2.0 * s.fd_step as f64),
                 );
             }
@@ -172,45 +173,68 @@ fn exact_gradients(
     s: &SearchSettings,
 ) -> Result<Vec<Step>> {
     let dim = p.generator.card.style_dim;
-    let active: Vec<usize> = (0..attacks.len()).filter(|&i| flagged[i].is_none()).collect();
+    let active: Vec<usize> = (0..attacks.len())
+        .filter(|&i| flagged[i].is_none())
+        .collect();
     let mut z = Array2::<f32>::zeros((active.len(), p.generator.card.z_dim));
     let mut edit = Array2::<f32>::zeros((active.len(), dim));
     for (r, &i) in active.iter().enumerate() {
         z.row_mut(r).assign(&attacks[i].z);
-        edit.row_mut(r).assign(&edit_of(&attacks[i], &alpha[i], dim));
+        edit.row_mut(r)
+            .assign(&edit_of(&attacks[i], &alpha[i], dim));
     }
     let ev = p.evaluate(&z, &edit, false)?;
     let width = ev.rows.ncols();
     let mut row_grad = Array2::<f32>::zeros((active.len(), width));
-    let mut clip_grad = p.consistency.as_ref().map(|t| Array2::<f32>::zeros((active.len(), t.ncols())));
+    let mut clip_grad = p
+        .consistency
+        .as_ref()
+        .map(|t| Array2::<f32>::zeros((active.len(), t.ncols())));
     for (r, &i) in active.iter().enumerate() {
         let row = ev.rows.row(r);
-        let g = p.target.task.loss_grad(row.as_slice().unwrap_or(&[]), &origins[i].row);
+        let g = p
+            .target
+            .task
+            .loss_grad(row.as_slice().unwrap_or(&[]), &origins[i].row);
         for (j, v) in g.into_iter().enumerate() {
             row_grad[[r, j]] = s.cls_weight * v;
         }
         // CE(scale · e·tₖ, c0) → ∂/∂e = scale · Σₖ (softmaxₖ − [k = c0]) tₖ.
-        if let (Some(cg), Some(text), Some(logits), Some(c0)) =
-            (clip_grad.as_mut(), p.consistency.as_ref(), ev.clip_logits.as_ref(), origins[i].clip_class)
-        {
+        if let (Some(cg), Some(text), Some(logits), Some(c0)) = (
+            clip_grad.as_mut(),
+            p.consistency.as_ref(),
+            ev.clip_logits.as_ref(),
+            origins[i].clip_class,
+        ) {
             let l = logits.row(r);
             let m = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let e: Vec<f32> = l.iter().map(|&v| (v - m).exp()).collect();
             let sum: f32 = e.iter().sum();
             for (k, ek) in e.iter().enumerate() {
-                let coeff = (ek / sum - if k == c0 { 1.0 } else { 0.0 }) * p.clip.logit_scale * s.clip_weight;
+                let coeff = (ek / sum - if k == c0 { 1.0 } else { 0.0 })
+                    * p.clip.logit_scale
+                    * s.clip_weight;
                 cg.row_mut(r).scaled_add(coeff, &text.row(k));
             }
         }
     }
-    let chain = p.exact.as_mut().ok_or_else(|| crate::Error::Graph("no gradient graph".into()))?;
+    let chain = p
+        .exact
+        .as_mut()
+        .ok_or_else(|| crate::Error::Graph("no gradient graph".into()))?;
     let eg = chain.edit_grad(&z, &edit, &row_grad, clip_grad.as_ref())?;
     let mut out = vec![Step::Skip; attacks.len()];
     for (r, &i) in active.iter().enumerate() {
         out[i] = if ev.bad[r] {
             Step::Bad
         } else {
-            Step::Grad(attacks[i].directions.iter().map(|d| eg.row(r).dot(d) as f64).collect())
+            Step::Grad(
+                attacks[i]
+                    .directions
+                    .iter()
+                    .map(|d| eg.row(r).dot(d) as f64)
+                    .collect(),
+            )
         };
     }
     Ok(out)
@@ -221,7 +245,10 @@ fn exact_gradients(
 pub fn check_exact(p: &mut Pipeline, attacks: &[Attack], s: &SearchSettings) -> Result<(f64, f64)> {
     let n = attacks.len();
     let (origins, flagged, _) = origins_of(p, attacks)?;
-    let alpha: Vec<Vec<f32>> = attacks.iter().map(|a| vec![0.0; a.directions.len()]).collect();
+    let alpha: Vec<Vec<f32>> = attacks
+        .iter()
+        .map(|a| vec![0.0; a.directions.len()])
+        .collect();
     let exact = exact_gradients(p, attacks, &alpha, &flagged, &origins, s)?;
     let fd = fd_gradients(p, attacks, &alpha, &flagged, &origins, s)?;
     let (mut dot, mut ne, mut nf, mut diff) = (0.0, 0.0, 0.0, 0.0f64);
@@ -235,7 +262,11 @@ pub fn check_exact(p: &mut Pipeline, attacks: &[Attack], s: &SearchSettings) -> 
             }
         }
     }
-    let cosine = if ne > 0.0 && nf > 0.0 { dot / (ne.sqrt() * nf.sqrt()) } else { 1.0 };
+    let cosine = if ne > 0.0 && nf > 0.0 {
+        dot / (ne.sqrt() * nf.sqrt())
+    } else {
+        1.0
+    };
     Ok((cosine, (diff / nf.max(1e-30)).sqrt()))
 }
 
@@ -243,7 +274,10 @@ type Unedited = (Evaluation, Array2<f32>);
 
 /// Evaluates every attack's unedited image: origins, initial flags, and the evaluation with
 /// images plus the stacked latents.
-fn origins_of(p: &mut Pipeline, attacks: &[Attack]) -> Result<(Vec<Origin>, Vec<Option<String>>, Unedited)> {
+fn origins_of(
+    p: &mut Pipeline,
+    attacks: &[Attack],
+) -> Result<(Vec<Origin>, Vec<Option<String>>, Unedited)> {
     let n = attacks.len();
     let dim = p.generator.card.style_dim;
     let mut z0 = Array2::<f32>::zeros((n, p.generator.card.z_dim));
@@ -263,7 +297,10 @@ fn origins_of(p: &mut Pipeline, attacks: &[Attack]) -> Result<(Vec<Origin>, Vec<
             Origin {
                 row: row.to_vec(),
                 score: p.target.task.score(row, row),
-                clip_class: ev0.clip_logits.as_ref().map(|l| argmax(l.row(i).as_slice().unwrap_or(&[]))),
+                clip_class: ev0
+                    .clip_logits
+                    .as_ref()
+                    .map(|l| argmax(l.row(i).as_slice().unwrap_or(&[]))),
             }
         })
         .collect();
@@ -288,7 +325,11 @@ pub fn run_attacks(
         for (i, g) in grads.into_iter().enumerate() {
             match g {
                 Step::Skip => {}
-                Step::Bad => flagged[i] = Some(format!("NaN/Inf in the target output at iteration {iteration}")),
+                Step::Bad => {
+                    flagged[i] = Some(format!(
+                        "NaN/Inf in the target output at iteration {iteration}"
+                    ))
+                }
                 Step::Grad(g) => {
                     for (a, gk) in alpha[i].iter_mut().zip(g) {
                         *a = (*a - s.step * gk as f32).clamp(-s.bound, s.bound);
