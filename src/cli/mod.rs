@@ -2,6 +2,7 @@
 
 mod diagnose;
 mod doctor;
+mod generate;
 mod grad;
 mod inspect;
 mod run;
@@ -40,6 +41,8 @@ pub enum Command {
     Diagnose(diagnose::Args),
     /// Show a model's inputs, outputs, opsets, producer, operator histogram and parameters.
     Inspect(inspect::Args),
+    /// Render generated faces, optionally edited along channels or attribute directions.
+    Generate(generate::Args),
     /// Build the gradient (VJP) graph of a model in standard ONNX operators.
     Grad(grad::Args),
     /// Run any ONNX model on .npy (or image) inputs and write each output as .npy.
@@ -126,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let ep_from_cli = cli.ep.is_some();
     match cli.command {
         Command::Diagnose(args) => diagnose::run(args, &global, ep_from_cli),
+        Command::Generate(args) => generate::run(args, &global),
         Command::Grad(args) => grad::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
         Command::Run(args) => run::run(args, &global),
