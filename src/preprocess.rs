@@ -334,9 +334,11 @@ pub fn compose_with(
             ResizeMode::Bilinear => "linear",
             ResizeMode::Nearest => "nearest",
         };
+        // roi and scales may only be omitted ("") from opset 13; empty tensors work from 11 on.
+        let empty = b.constant_f32("resize_empty", &[0], &[]);
         x = b.op(
             "Resize",
-            &[&x, "", "", &full],
+            &[&x, &empty, &empty, &full],
             vec![
                 zoom_graph::attrs::string("mode", mode),
                 zoom_graph::attrs::string("coordinate_transformation_mode", "half_pixel"),

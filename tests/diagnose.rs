@@ -277,3 +277,64 @@ fn a_run_killed_with_sigkill_resumes_without_losing_or_repeating_samples() {
         std::fs::read(killed.join("report.json")).unwrap()
     );
 }
+
+/// The proof that the diagnosis tells the truth: two small smiling classifiers trained on
+/// generated faces, one with green backgrounds planted as a shortcut (every smiling training
+/// face had one), one without (scripts/planted_bias/train.py). Smiling itself is not among the
+/// prompts; zoom must rank the planted attribute first for the biased model only.
+#[test]
+fn the_planted_attribute_ranks_first_for_the_biased_model_only() {
+    require_demo_models();
+    let tmp = tempdir();
+    let sets = vec![
+        "samples=8".to_string(),
+        "search.null_directions=1".into(),
+        format!("directions.cache={}", tmp.path().join("cache").display()),
+    ];
+    let share = |r: &serde_json::Value, name: &str| {
+        r["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["sensitivity"]
+            .as_f64()
+            .unwrap()
+    };
+    let mut reports = Vec::new();
+    for kind in ["biased", "control"] {
+        let out = tmp.path().join(kind);
+        let o = diagnose(&format!("configs/planted-{kind}.yaml"), &out, &sets);
+        assert!(o.status.success(), "{kind}: {:?}", text(&o));
+        reports.push(report(&out));
+    }
+    let (biased, control) = (&reports[0], &reports[1]);
+    assert_eq!(
+        biased["attributes"][0]["name"], "green-background",
+        "biased ranking: {}",
+        biased["attributes"]
+    );
+    assert_ne!(
+        control["attributes"][0]["name"], "green-background",
+        "control ranking: {}",
+        control["attributes"]
+    );
+    let (b, c) = (
+        share(biased, "green-background"),
+        share(control, "green-background"),
+    );
+    assert!(
+        b > 3.0 * c,
+        "green-background share: biased {b:.3}, control {c:.3}"
+    );
+}
+
+#[test]
+fn keypoints_on_an_output_that_holds_no_landmarks_is_named() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push("target.task={kind: keypoints, output: softmax_2, count: 5}".into());
+    let o = diagnose("configs/demo-landmarks.yaml", &tmp.path().join("x"), &sets);
+    assert_clean_failure(&o, &["softmax_2", "[N, 2]"]);
+}

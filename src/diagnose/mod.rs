@@ -471,7 +471,11 @@ fn choose_gradient(
     };
     // The gradient graph has a static batch; size it to split a chunk's attacks evenly so
     // little is padded (a chunk of 40 attacks with batch_size 32 runs as 2 × 20).
-    let per_sample = if config.search.mode == Mode::Multiple { 1 } else { attributes.len() } + nulls.len();
+    let per_sample = if config.search.mode == Mode::Multiple {
+        1
+    } else {
+        attributes.len()
+    } + nulls.len();
     let attacks_per_chunk = CHUNK_SAMPLES.min(config.samples) * per_sample;
     let calls = attacks_per_chunk.div_ceil(config.batch_size);
     let vjp_batch = attacks_per_chunk.div_ceil(calls.max(1)).max(1);

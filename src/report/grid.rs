@@ -59,6 +59,23 @@ pub fn pair_image(
     counterfactual: ArrayView3<f32>,
     style: &PairStyle,
 ) -> Result<RgbImage> {
+    pair_image_annotated(original, counterfactual, style, &mut |_, _| None)
+}
+
+/// A task's drawing on one panel of a pair: called with the panel (already resampled to its
+/// display size) and `true` for the counterfactual; returns a caption to print under the panel
+/// instead of the score, or `None` to keep the score.
+pub type Annotate<'a> = dyn FnMut(&mut RgbImage, bool) -> Option<String> + 'a;
+
+/// [`pair_image`] with a task's own picture: `annotate` draws on each panel (landmarks, mask
+/// overlays) and may replace the printed score by a caption (e.g. `NME 0.12`). A caption too
+/// wide for the panel is printed at a smaller font scale.
+pub fn pair_image_annotated(
+    original: ArrayView3<f32>,
+    counterfactual: ArrayView3<f32>,
+    style: &PairStyle,
+    annotate: &mut Annotate,
+) -> Result<RgbImage> {
     check_shape(original, "original")?;
     check_shape(counterfactual, "counterfactual")?;
     if original.dim() != counterfactual.dim() {
@@ -68,11 +85,13 @@ pub fn pair_image(
             counterfactual.dim()
         )));
     }
-    let a = resample(&crate::io::image::to_rgb8(original, -1.0, 1.0), style.panel);
-    let b = resample(
+    let mut a = resample(&crate::io::image::to_rgb8(original, -1.0, 1.0), style.panel);
+    let mut b = resample(
         &crate::io::image::to_rgb8(counterfactual, -1.0, 1.0),
         style.panel,
     );
+    let caption_a = annotate(&mut a, false);
+    let caption_b = annotate(&mut b, true);
     let (pw, ph) = a.dimensions();
 
     let font = (pw / 96).clamp(1, 4);
@@ -89,11 +108,19 @@ pub fn pair_image(
         fill_rect(&mut out, bx, PAD, pw, FLIP_BAR, FLIP_COLOUR);
     }
     let ty = top + ph + PAD;
-    let before = fmt_num(style.score_before, style.digits);
-    let after = fmt_num(style.score_after, style.digits);
-    draw_text_centered(&mut out, ax + pw / 2, ty, &before, font, INK);
+    let before = caption_a.unwrap_or_else(|| fmt_num(style.score_before, style.digits));
+    let after = caption_b.unwrap_or_else(|| fmt_num(style.score_after, style.digits));
+    // Shrink the font for a caption wider than its panel (never below scale 1).
+    let fit = |t: &str| {
+        let mut s = font;
+        while s > 1 && text_width(t, s) > pw {
+            s -= 1;
+        }
+        s
+    };
+    draw_text_centered(&mut out, ax + pw / 2, ty, &before, fit(&before), INK);
     let after_colour = if style.flipped { FLIP_COLOUR } else { INK };
-    draw_text_centered(&mut out, bx + pw / 2, ty, &after, font, after_colour);
+    draw_text_centered(&mut out, bx + pw / 2, ty, &after, fit(&after), after_colour);
     Ok(out)
 }
 
@@ -105,6 +132,20 @@ pub fn write_pair(
     style: &PairStyle,
 ) -> Result<()> {
     crate::io::image::write_png(path, &pair_image(original, counterfactual, style)?)
+}
+
+/// [`pair_image_annotated`], written as PNG (atomically) to `path`.
+pub fn write_pair_annotated(
+    path: &Path,
+    original: ArrayView3<f32>,
+    counterfactual: ArrayView3<f32>,
+    style: &PairStyle,
+    annotate: &mut Annotate,
+) -> Result<()> {
+    crate::io::image::write_png(
+        path,
+        &pair_image_annotated(original, counterfactual, style, annotate)?,
+    )
 }
 
 /// Tiles images (typically pair images of one attribute) into a grid, `columns` per row, in
@@ -207,7 +248,8 @@ pub fn text_width(text: &str, scale: u32) -> u32 {
 }
 
 /// Draws `text` with the built-in 5×7 font, top-left at (x, y), each font pixel a `scale`×`scale`
-/// block. Covers digits, `. - + = % : /`, space and `a e f i n p`; other characters draw as `?`.
+/// block. Covers digits, `A`–`Z`, `. - + = % : / ( ) _ #`, space and `a e f i n p`; other
+/// characters draw as `?`.
 pub fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, scale: u32, colour: Rgb<u8>) {
     let scale = scale.max(1);
     for (i, c) in text.chars().enumerate() {
@@ -292,9 +334,102 @@ fn glyph(c: char) -> [u8; 7] {
         'i' => [0b00100, 0, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110],
         'n' => [0, 0, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001],
         'p' => [0, 0, 0b11110, 0b10001, 0b11110, 0b10000, 0b10000],
+        '(' => [
+            0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010,
+        ],
+        ')' => [
+            0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000,
+        ],
+        '_' => [0, 0, 0, 0, 0, 0, 0b11111],
+        '#' => [
+            0b01010, 0b01010, 0b11111, 0b01010, 0b11111, 0b01010, 0b01010,
+        ],
+        'A'..='Z' => UPPER[(c as u8 - b'A') as usize],
         _ => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0, 0b00100],
     }
 }
+
+/// Capital letters of the 5×7 font (task captions: `NME`, `IOU`, label names).
+const UPPER: [[u8; 7]; 26] = [
+    [
+        0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
+    ], // A
+    [
+        0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110,
+    ], // B
+    [
+        0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110,
+    ], // C
+    [
+        0b11100, 0b10010, 0b10001, 0b10001, 0b10001, 0b10010, 0b11100,
+    ], // D
+    [
+        0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111,
+    ], // E
+    [
+        0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000,
+    ], // F
+    [
+        0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111,
+    ], // G
+    [
+        0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
+    ], // H
+    [
+        0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
+    ], // I
+    [
+        0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100,
+    ], // J
+    [
+        0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001,
+    ], // K
+    [
+        0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111,
+    ], // L
+    [
+        0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001,
+    ], // M
+    [
+        0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001,
+    ], // N
+    [
+        0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
+    ], // O
+    [
+        0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000,
+    ], // P
+    [
+        0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101,
+    ], // Q
+    [
+        0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001,
+    ], // R
+    [
+        0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110,
+    ], // S
+    [
+        0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100,
+    ], // T
+    [
+        0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
+    ], // U
+    [
+        0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100,
+    ], // V
+    [
+        0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010,
+    ], // W
+    [
+        0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001,
+    ], // X
+    [
+        0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100,
+    ], // Y
+    [
+        0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111,
+    ], // Z
+];
 
 #[cfg(test)]
 mod tests {
@@ -384,6 +519,46 @@ mod tests {
             "empty last cell stays white"
         );
         assert_eq!(pairs_grid(&[], 3).dimensions(), (1, 1));
+    }
+
+    #[test]
+    fn annotations_draw_on_panels_and_replace_captions() {
+        let (a, b) = (face(64, 64, 0.0), face(64, 64, 0.0));
+        let style = PairStyle::new(0.0, 0.5, false);
+        let plain = pair_image(a.view(), b.view(), &style).unwrap();
+        let mut seen = Vec::new();
+        let img = pair_image_annotated(a.view(), b.view(), &style, &mut |p, cf| {
+            seen.push((p.dimensions(), cf));
+            p.put_pixel(0, 0, FLIP_COLOUR);
+            cf.then(|| "NME 0.5 (EXTRA LONG CAPTION)".to_string())
+        })
+        .unwrap();
+        // Called once per panel, on the resampled panel.
+        assert_eq!(seen, vec![((192, 192), false), ((192, 192), true)]);
+        let top = PAD + FLIP_BAR + 2;
+        assert_eq!(*img.get_pixel(PAD, top), FLIP_COLOUR);
+        assert_eq!(*img.get_pixel(2 * PAD + 192, top), FLIP_COLOUR);
+        // Left caption unchanged (the score), right one replaced.
+        let half = |im: &RgbImage, right: bool| -> Vec<Rgb<u8>> {
+            let x0 = if right { im.width() / 2 } else { 0 };
+            (top + 192..im.height())
+                .flat_map(|y| (x0..x0 + im.width() / 2).map(move |x| (x, y)))
+                .map(|(x, y)| *im.get_pixel(x, y))
+                .collect()
+        };
+        assert_eq!(half(&img, false), half(&plain, false));
+        assert_ne!(half(&img, true), half(&plain, true));
+        // A 28-character caption at scale 2 would be 334 px: shrunk to fit 192 px.
+        assert!(text_width("NME 0.5 (EXTRA LONG CAPTION)", 1) <= 192);
+    }
+
+    #[test]
+    fn capitals_have_their_own_glyphs() {
+        let unknown = glyph('?');
+        for c in 'A'..='Z' {
+            assert_ne!(glyph(c), unknown, "{c}");
+        }
+        assert_eq!(glyph('N'), UPPER[13]);
     }
 
     #[test]
