@@ -14,24 +14,58 @@ fn vjp_graph_has_the_contract_names_and_the_hand_computed_gradient() {
     write_affine_relu(&model);
     let vjp = dir.path().join("vjp.onnx");
     let o = zoom(
-        &["grad", model.to_str().unwrap(), "--wrt", "x", "--shape", "x=2x3", "-o", vjp.to_str().unwrap()],
+        &[
+            "grad",
+            model.to_str().unwrap(),
+            "--wrt",
+            "x",
+            "--shape",
+            "x=2x3",
+            "-o",
+            vjp.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(o.status.success(), "{:?}", text(&o));
     let o = zoom(&["inspect", "--json", vjp.to_str().unwrap()], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names = |k: &str| v[k].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let names = |k: &str| {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names("inputs"), vec!["x", "y_grad"]);
     assert_eq!(names("outputs"), vec!["y", "x_grad"]);
-    assert!(v["op_histogram"].as_object().unwrap().keys().all(|k| !k.contains("::")), "standard ops only: {v}");
+    assert!(
+        v["op_histogram"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("::")),
+        "standard ops only: {v}"
+    );
 
     // x_grad = (1[x·W + b > 0] ⊙ y_grad) · Wᵀ
     let x = [[1.0f32, 2.0, 3.0], [-1.0, 0.5, -0.25]];
     let g = [[1.0f32, -2.0], [0.5, 3.0]];
     let xf = dir.path().join("x.npy");
     let gf = dir.path().join("g.npy");
-    npy::write(&xf, &Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), x.iter().flatten().copied().collect()).unwrap())).unwrap();
-    npy::write(&gf, &Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[2, 2]), g.iter().flatten().copied().collect()).unwrap())).unwrap();
+    npy::write(
+        &xf,
+        &Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), x.iter().flatten().copied().collect()).unwrap(),
+        ),
+    )
+    .unwrap();
+    npy::write(
+        &gf,
+        &Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&[2, 2]), g.iter().flatten().copied().collect()).unwrap(),
+        ),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let o = zoom(
         &[
@@ -47,12 +81,24 @@ fn vjp_graph_has_the_contract_names_and_the_hand_computed_gradient() {
         &[],
     );
     assert!(o.status.success(), "{:?}", text(&o));
-    let xg = npy::read(&out.join("x_grad.npy")).unwrap().into_f32("x_grad").unwrap();
+    let xg = npy::read(&out.join("x_grad.npy"))
+        .unwrap()
+        .into_f32("x_grad")
+        .unwrap();
     for i in 0..2 {
-        let active: Vec<bool> = (0..2).map(|j| (0..3).map(|k| x[i][k] * W[k][j]).sum::<f32>() + B[j] > 0.0).collect();
+        let active: Vec<bool> = (0..2)
+            .map(|j| (0..3).map(|k| x[i][k] * W[k][j]).sum::<f32>() + B[j] > 0.0)
+            .collect();
         for k in 0..3 {
-            let expected: f32 = (0..2).filter(|&j| active[j]).map(|j| g[i][j] * W[k][j]).sum();
-            assert!((xg[[i, k]] - expected).abs() < 1e-5, "x_grad[{i},{k}] = {} expected {expected}", xg[[i, k]]);
+            let expected: f32 = (0..2)
+                .filter(|&j| active[j])
+                .map(|j| g[i][j] * W[k][j])
+                .sum();
+            assert!(
+                (xg[[i, k]] - expected).abs() < 1e-5,
+                "x_grad[{i},{k}] = {} expected {expected}",
+                xg[[i, k]]
+            );
         }
     }
 }
@@ -73,7 +119,17 @@ fn an_operator_without_a_rule_is_named_with_its_node_and_the_fallback() {
     b.node(node);
     b.output_typed("d", "y", DataType::FLOAT, Some(&[] as &[Dim]));
     zoom_graph::write_model(&b.build().unwrap(), &model).unwrap();
-    let o = zoom(&["grad", model.to_str().unwrap(), "--wrt", "x", "-o", dir.path().join("g.onnx").to_str().unwrap()], &[]);
+    let o = zoom(
+        &[
+            "grad",
+            model.to_str().unwrap(),
+            "--wrt",
+            "x",
+            "-o",
+            dir.path().join("g.onnx").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_clean_failure(&o, &["Det", "determinant_1", "finite-difference"]);
 }
 
@@ -83,10 +139,23 @@ fn a_dynamic_dimension_without_shape_defaults_to_one_with_a_warning() {
     let model = dir.path().join("affine.onnx");
     write_affine_relu(&model);
     let vjp = dir.path().join("vjp.onnx");
-    let o = zoom(&["grad", model.to_str().unwrap(), "--wrt", "x", "-o", vjp.to_str().unwrap()], &[]);
+    let o = zoom(
+        &[
+            "grad",
+            model.to_str().unwrap(),
+            "--wrt",
+            "x",
+            "-o",
+            vjp.to_str().unwrap(),
+        ],
+        &[],
+    );
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("N") && err.to_lowercase().contains("1"), "expected a warning about the dynamic dim: {err}");
+    assert!(
+        err.contains("N") && err.to_lowercase().contains("1"),
+        "expected a warning about the dynamic dim: {err}"
+    );
     let o = zoom(&["inspect", "--json", vjp.to_str().unwrap()], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["inputs"][0]["shape"], serde_json::json!(["1", "3"]));

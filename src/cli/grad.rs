@@ -33,7 +33,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             .map_err(|e| zoom::Error::config("command line", "--shape", e.to_string()))?;
         shapes.insert(name, dims);
     }
-    let spec = zoom_graph::autodiff::VjpSpec { wrt: args.wrt.clone(), of: args.of.clone(), shapes };
+    let spec = zoom_graph::autodiff::VjpSpec {
+        wrt: args.wrt.clone(),
+        of: args.of.clone(),
+        shapes,
+    };
     let (vjp, warnings) = zoom_graph::autodiff::build_vjp(&model, &spec).map_err(|e| {
         let hint = if e.is_unsupported() {
             " (zoom diagnose falls back to finite differences for such models: `search.gradient: finite-difference`)"
@@ -45,7 +49,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     for w in &warnings {
         tracing::warn!("{}: {}", args.model.display(), w.message);
     }
-    zoom_graph::write_model(&vjp, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    zoom_graph::write_model(&vjp, &args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     if !global.quiet {
         let g = vjp.graph.as_ref().map_or(0, |g| g.node.len());
         let f = model.graph.as_ref().map_or(0, |g| g.node.len());
@@ -55,8 +60,19 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             args.output.display(),
             f,
             g,
-            vjp.graph.as_ref().map_or(String::new(), |g| g.input.iter().filter(|i| !g.initializer.iter().any(|t| t.name == i.name)).map(|i| i.name.clone()).collect::<Vec<_>>().join(", ")),
-            vjp.graph.as_ref().map_or(String::new(), |g| g.output.iter().map(|o| o.name.clone()).collect::<Vec<_>>().join(", ")),
+            vjp.graph.as_ref().map_or(String::new(), |g| g
+                .input
+                .iter()
+                .filter(|i| !g.initializer.iter().any(|t| t.name == i.name))
+                .map(|i| i.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")),
+            vjp.graph.as_ref().map_or(String::new(), |g| g
+                .output
+                .iter()
+                .map(|o| o.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")),
         );
     }
     Ok(())

@@ -135,7 +135,8 @@ pub struct Clip {
 impl Clip {
     /// Loads both towers; `src_hw` is the generator's image size.
     pub fn load(config: &ClipConfig, src_hw: [usize; 2], options: &SessionOptions) -> Result<Clip> {
-        let (image, image_graph) = load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
+        let (image, image_graph) =
+            load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
         let text = TextEncoder::load(&config.text, &config.tokenizer, config.max_tokens, options)?;
         Ok(Clip {
             image,
