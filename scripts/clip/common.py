@@ -128,7 +128,21 @@ def read_safetensors(data: bytes) -> dict[str, np.ndarray]:
 
 
 class Flow(dict):
-    """A mapping dumped on one line (table rows in card.yaml)."""
+    """Marks a table row; dumped like any mapping (the layout depends on content only, so a card that is
+    loaded and saved again, e.g. by export_text_tower.py --update-card, keeps its exact bytes)."""
+
+
+def _shallow(v, depth: int = 2) -> bool:
+    """Scalars, lists of scalars, and mappings of those (nested at most `depth` levels)."""
+    if isinstance(v, str):
+        return len(v) <= 60  # prose stays in block style, readable
+    if isinstance(v, (int, float, bool)) or v is None:
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(isinstance(x, (int, float, bool)) or (isinstance(x, str) and len(x) <= 60) for x in v)
+    if isinstance(v, dict) and depth > 0:
+        return all(_shallow(x, depth - 1) for x in v.values())
+    return False
 
 
 def dump_yaml(obj) -> str:
@@ -137,23 +151,16 @@ def dump_yaml(obj) -> str:
     class Dumper(yaml.SafeDumper):
         pass
 
-    def flow_map(d, data):
-        return d.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
-
-    def any_map(d, data):  # short mappings of scalars on one line, so a re-saved card keeps its table rows
-        def flat(v):
-            scalar = (int, float, str, bool)
-            return isinstance(v, scalar) or (isinstance(v, (list, tuple)) and all(isinstance(x, scalar) for x in v))
-
-        short = all(flat(v) for v in data.values()) and len(str(data)) < 200 and len(data) > 0
-        return d.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=short)
+    def mapping(d, data):  # short, shallow mappings (table rows) on one line
+        flow = len(data) > 0 and _shallow(dict(data)) and len(str(data)) < 400
+        return d.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
     def seq(d, data):  # lists of scalars on one line, anything else in block style
         flat = all(isinstance(v, (int, float, str, bool)) and not (isinstance(v, str) and len(v) > 50) for v in data)
         return d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat and len(data) > 0)
 
-    Dumper.add_representer(Flow, flow_map)
-    Dumper.add_representer(dict, any_map)
+    Dumper.add_representer(Flow, mapping)
+    Dumper.add_representer(dict, mapping)
     Dumper.add_representer(list, seq)
     Dumper.add_representer(tuple, seq)
     return yaml.dump(obj, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=120)

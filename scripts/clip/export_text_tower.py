@@ -274,6 +274,10 @@ def run() -> None:
             "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                          "numpy": np.__version__},
         }
+        old = card.get("text_tower") or {}
+        same_tokenizer = old.get("files", {}).get("tokenizer.json", {}).get("sha256") == sha256_bytes(pkg["tokenizer"])
+        if tok_check is None and same_tokenizer and "check" in old.get("tokenizer", {}):
+            tok_check = old["tokenizer"]["check"]  # an earlier --check-tokenizer result still applies
         if tok_check:
             section["tokenizer"]["check"] = tok_check
         card["text_tower"] = section

@@ -337,7 +337,11 @@ def run() -> None:
                     help="folder to keep generated faces + labels between runs (development; same seed → same data)")
     ap.add_argument("--out", type=Path, default=OUT_DIR,
                     help="folder for image.onnx, card.yaml, prompts.yaml (default onnx/face-clip)")
+    ap.add_argument("--prompts-only", action="store_true",
+                    help="rewrite prompts.yaml from the numbers already in card.yaml (no training)")
     args = ap.parse_args()
+    if args.prompts_only:
+        return prompts_from_card(args.out)
     t_all = time.time()
     import jax
     import onnxruntime as ort
@@ -492,6 +496,9 @@ def write_outputs(args, model_bytes, params, rows, rows_unedited, rows_train, al
                      "output": "embedding [N,384] float32, L2-normalised", "tokenizer": "tokenizer.json"},
             "similarity": "cosine of the two embeddings; logits = logit_scale * cosine",
             "logit_scale_learned": round(float(np.exp(np.clip(params["log_scale"], 0, np.log(100)))), 2),
+            "logit_scale_note": ("the scale the tower was trained with; the accuracies below are argmax choices and do "
+                                 "not depend on it. ZOOM's code uses 100 (OpenAI CLIP's), which makes the consistency "
+                                 "softmax sharper than training saw"),
         },
         "preprocessing": {
             "resize": "none (64x64 in, the generator's size)",
@@ -521,6 +528,9 @@ def write_outputs(args, model_bytes, params, rows, rows_unedited, rows_train, al
                      "train_edit_kinds": Flow({k: int((tr_kind == k).sum()) for k in EDIT_MIX}),
                      "generator": {"file": rel(args.generator), "sha256": gen_sha},
                      "emotion_labeler": {"file": rel(args.emotion), "sha256": emo_sha},
+                     "generator_default_bound": attack_bound,
+                     "edits": ("probe: 1-4 channels moved by ±(3..6)·channel_scale; attack: α·(unit direction over "
+                               "5-50 channels, weighted by channel_scale), |α| ≤ generator_default_bound"),
                      "train_label_counts": label_counts},
             "labelers": {a: P.ATTRIBUTES[a]["labeler"] for a in ATTRS},
             "not_used_as_labelers": "gender classifier and MTCNN (demo configs diagnose them: no circularity)",
@@ -529,8 +539,9 @@ def write_outputs(args, model_bytes, params, rows, rows_unedited, rows_train, al
             "regions_64x64": {"hair": "rows 1-9, cols 20-43", "skin": "rows 32-41, cols 20-43",
                               "background": "rows 0-39 of cols 0-4 and 59-63"},
             "loss": ("per-attribute binary choices, CE over logit_scale*cos(image, prompt A/B) with a learned "
-                     "logit scale; A/B = attribute vs opposite and attribute vs neutral; prompts sampled per "
-                     "image from 8 templates x 3-5 training phrasings; unclear labels are masked"),
+                     "logit scale, class-balanced per choice (A-side and B-side images weigh half each); A/B = "
+                     "attribute vs opposite and attribute vs neutral; prompts sampled per image from 8 templates "
+                     "x 3-5 training phrasings; unclear labels are masked"),
             "why_not_infonce": ("captions are coarse per-attribute labels, so a batch holds many identical "
                                 "captions that InfoNCE would treat as negatives; binary choices are also how zoom "
                                 "reads CLIP (t(neutral) - t(target) directions, softmax over few prompts)"),
@@ -582,7 +593,20 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-SAME_DIRECTION_COS = 0.8  # target-ward directions this close are one attribute as far as zoom can tell
+# Target-ward directions this close act as one attribute in zoom (measured: the three luminance attributes
+# reach 0.61-0.82 and each moves the others' labelers by ~4 sd; unrelated pairs stay below 0.35).
+SAME_DIRECTION_COS = 0.6
+
+
+def prompts_from_card(out: Path) -> None:
+    card_path = out / "card.yaml"
+    if not card_path.exists():
+        raise SetupError(f"{card_path} is missing: train first")
+    ev = yaml.safe_load(card_path.read_text())["image_tower"]
+    e, d = ev["evaluation"], ev["direction_check"]
+    write_prompts(out, e["heldout"], e["verdicts"], e["auc_all_heldout_faces_demo_prompts_vs_median_split"],
+                  {"per_attribute": d["results"], "direction_cosines": d["direction_cosines"]})
+    print((out / "prompts.yaml").read_text())
 
 
 def write_prompts(out: Path, rows, verdicts, all_auc, dcheck) -> None:
