@@ -63,6 +63,10 @@ fn demo_report_follows_the_contract_and_reruns_identically() {
     assert!(o.status.success(), "{:?}", text(&o));
     let r = report(a);
     assert_eq!(r["mode"], "single");
+    // Every operator of the demo chain has a gradient rule: `auto` must pick the exact path and
+    // its start-up check against finite differences must have passed.
+    let gradient = r["settings"]["gradient"].as_str().unwrap();
+    assert!(gradient.starts_with("exact ("), "{gradient}");
     assert_eq!(r["samples"], 4);
     assert_eq!(r["seed"], 0);
     let attrs = r["attributes"].as_array().unwrap();
