@@ -55,7 +55,11 @@ pub fn run(args: Args, global: &Global, ep_from_cli: bool) -> anyhow::Result<()>
         );
         println!(
             "{:<18} {:>11} {:>12}  {:<17} {:>6}",
-            "attribute", "sensitivity", "mean |Δ|", "95% CI", "flips"
+            "attribute",
+            "sensitivity",
+            "mean |Δ|",
+            "95% CI",
+            format!("{}s", report.target.change)
         );
         for a in &report.attributes {
             println!(
@@ -80,7 +84,7 @@ pub fn run(args: Args, global: &Global, ep_from_cli: bool) -> anyhow::Result<()>
             );
         }
         if let Some(f) = report.flip_rate {
-            println!("flip rate: {:.0}%", f * 100.0);
+            println!("{} rate: {:.0}%", report.target.change, f * 100.0);
         }
         if !report.flagged_samples.is_empty() {
             println!(

@@ -233,6 +233,7 @@ pub fn build_report(
             task: pipe.target.task.kind().into(),
             score: pipe.target.task.score_name(),
             labels: pipe.target.task.labels(),
+            change: pipe.target.task.change_name().into(),
         },
         attributes: results,
         flip_rate,

@@ -122,14 +122,16 @@ fn summary(report: &Report) -> String {
         (Mode::Multiple, Some(fr), _) => {
             let _ = write!(
                 s,
-                " Editing all attributes jointly flipped the decision for {} of samples.",
+                " Editing all attributes jointly {} for {} of samples.",
+                report.target.changed_phrase(),
                 fmt_pct(fr)
             );
         }
         (_, _, Some(fr)) => {
             let _ = write!(
                 s,
-                " Editing it alone flipped the decision for {} of samples.",
+                " Editing it alone {} for {} of samples.",
+                report.target.changed_phrase(),
                 fmt_pct(fr)
             );
         }
@@ -195,7 +197,11 @@ fn attribute_table(h: &mut String, report: &Report) {
     let any_flip = report.attributes.iter().any(|a| a.flip_rate.is_some());
     h.push_str("<section id=\"attributes\"><h2>Attributes</h2><div class=\"scroll\"><table>\n<thead><tr><th>#</th><th>attribute</th><th>prompt</th><th class=\"num\">sensitivity</th><th class=\"num\">mean |Δ|</th><th class=\"num\">95&nbsp;% CI</th>");
     if any_flip {
-        h.push_str("<th class=\"num\">flip rate</th>");
+        let _ = write!(
+            h,
+            "<th class=\"num\">{} rate</th>",
+            escape(&report.target.change)
+        );
     }
     if any_alpha {
         h.push_str("<th class=\"num\">mean α</th>");

@@ -314,6 +314,7 @@ mod tests {
                 task: "binary".into(),
                 score: "p(male)".into(),
                 labels: vec!["female".into(), "male".into()],
+                change: "flip".into(),
             },
             attributes: vec![AttributeResult {
                 name: "smile".into(),

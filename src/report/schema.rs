@@ -56,6 +56,25 @@ pub struct TargetSummary {
     pub score: String,
     /// Class names where the task has them.
     pub labels: Vec<String>,
+    /// What a changed prediction is called for this task: `flip` (classification), `failure`
+    /// (keypoints/segmentation past their threshold) or `shift` (regression past its margin).
+    #[serde(default = "default_change")]
+    pub change: String,
+}
+
+fn default_change() -> String {
+    "flip".into()
+}
+
+impl TargetSummary {
+    /// Past-tense phrase for a changed prediction ("flipped the decision", ...).
+    pub fn changed_phrase(&self) -> &'static str {
+        match self.change.as_str() {
+            "failure" => "made the prediction fail",
+            "shift" => "shifted the prediction past its margin",
+            _ => "flipped the decision",
+        }
+    }
 }
 
 /// Results for one attribute.

@@ -58,6 +58,7 @@ fn base(mode: Mode) -> Report {
             task: "binary".into(),
             score: "p(male)".into(),
             labels: vec!["female".into(), "male".into()],
+            change: "flip".into(),
         },
         attributes,
         flip_rate: None,
