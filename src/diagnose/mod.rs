@@ -543,7 +543,6 @@ fn run_chunk(
                 .collect();
             dirs.extend(nulls.iter().cloned());
             let results = sweep::run_sweep(pipe, &samples, &dirs, &alphas)?;
-            let before = sweep_scores_at_zero(pipe, &samples)?;
             for r in results {
                 let (label, names) = if r.direction < attributes.len() {
                     let a = &attributes[r.direction];
@@ -557,7 +556,7 @@ fn run_chunk(
                     attack: label,
                     attributes: names,
                     alpha: alphas.iter().map(|&a| a as f64).collect(),
-                    score_before: before[&r.sample],
+                    score_before: r.score_before,
                     score_after: r.scores,
                     flipped: r.flipped,
                     flagged: r.flagged,
@@ -568,27 +567,6 @@ fn run_chunk(
         }
     }
     Ok(records)
-}
-
-fn sweep_scores_at_zero(
-    pipe: &mut Pipeline,
-    samples: &[(usize, Array1<f32>)],
-) -> Result<std::collections::HashMap<usize, f64>> {
-    let (dim, z_dim) = (pipe.generator.card.style_dim, pipe.generator.card.z_dim);
-    let mut z = Array2::zeros((samples.len(), z_dim));
-    for (i, (_, zs)) in samples.iter().enumerate() {
-        z.row_mut(i).assign(zs);
-    }
-    let ev = pipe.evaluate(&z, &Array2::zeros((samples.len(), dim)), false)?;
-    Ok(samples
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| {
-            let row = ev.rows.row(i);
-            let row = row.as_slice().unwrap_or(&[]);
-            (*s, pipe.target.task.score(row, row))
-        })
-        .collect())
 }
 
 /// `multiple` mode: for each attack with several directions, the score change when one

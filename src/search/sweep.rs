@@ -13,6 +13,8 @@ pub struct SweepResult {
     pub sample: usize,
     /// Direction index.
     pub direction: usize,
+    /// Task score of the unedited image.
+    pub score_before: f64,
     /// Task score at each α (relative to the prediction at α = 0).
     pub scores: Vec<f64>,
     /// Whether the prediction at any α changed (flip/failure) from the one at α = 0.
@@ -75,6 +77,7 @@ pub fn run_sweep(
             out.push(SweepResult {
                 sample: *sample,
                 direction: d,
+                score_before: task.score(origin, origin),
                 scores,
                 flipped: flipped && !bad,
                 flagged: bad.then(|| "NaN/Inf in the target output".to_string()),
