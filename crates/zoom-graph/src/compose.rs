@@ -7,11 +7,13 @@
 //! result's interface (inputs, kept outputs) are never renamed silently: a clash is an error.
 //! Inputs of both models with the same name and type become one shared input.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::model::{is_default_domain, NameGen};
 use crate::proto::{attribute_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
+use crate::upgrade::upgrade_opset;
 
 /// Options of [`compose`].
 #[derive(Debug, Clone, Default)]
@@ -67,6 +69,9 @@ pub fn compose(
     second: &ModelProto,
     opts: &ComposeOptions,
 ) -> Result<ModelProto> {
+    // Models exported at different opsets are brought to the newer one first.
+    let (first, second) = at_common_opset(first, second)?;
+    let (first, second) = (first.as_ref(), second.as_ref());
     let g1 = first.graph_ref()?;
     let g2 = second.graph_ref()?;
     let opset_import = merge_opsets(first, second)?;
@@ -320,6 +325,29 @@ fn rename_outer_refs(g: &mut GraphProto, rn: &dyn Fn(&str) -> String) {
     }
 }
 
+/// Both models at the newer of their two default-domain opsets (see [`crate::upgrade`]).
+fn at_common_opset<'a>(
+    a: &'a ModelProto,
+    b: &'a ModelProto,
+) -> Result<(Cow<'a, ModelProto>, Cow<'a, ModelProto>)> {
+    let (Some(va), Some(vb)) = (a.opset(""), b.opset("")) else {
+        return Ok((Cow::Borrowed(a), Cow::Borrowed(b)));
+    };
+    let upgrade = |m: &ModelProto, to: i64, which: &str| {
+        upgrade_opset(m, to).map_err(|e| {
+            Error::Compose(format!(
+                "the models use different ai.onnx opsets ({va} and {vb}) and the {which} one \
+                 cannot be upgraded to {to}: {e}"
+            ))
+        })
+    };
+    Ok(match va.cmp(&vb) {
+        std::cmp::Ordering::Equal => (Cow::Borrowed(a), Cow::Borrowed(b)),
+        std::cmp::Ordering::Less => (Cow::Owned(upgrade(a, vb, "first")?), Cow::Borrowed(b)),
+        std::cmp::Ordering::Greater => (Cow::Borrowed(a), Cow::Owned(upgrade(b, va, "second")?)),
+    })
+}
+
 fn merge_opsets(a: &ModelProto, b: &ModelProto) -> Result<Vec<OperatorSetIdProto>> {
     let (va, vb) = (a.opset(""), b.opset(""));
     if let (Some(x), Some(y)) = (va, vb) {
@@ -394,11 +422,14 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let pre = model(17, "image", "pixels", "Sub", "w");
-        let m13 = model(13, "x", "logits", "Mul", "w");
-        assert!(prepend(&pre, &m13, &[("pixels", "x")])
+        let m6 = model(6, "x", "logits", "Mul", "w");
+        let e = prepend(&pre, &m6, &[("pixels", "x")])
             .unwrap_err()
-            .to_string()
-            .contains("opsets (17 and 13)"));
+            .to_string();
+        assert!(
+            e.contains("opsets (17 and 6)") && e.contains("cannot be upgraded"),
+            "{e}"
+        );
         let m = model(17, "x", "logits", "Mul", "w");
         let e = prepend(&pre, &m, &[("nope", "x")]).unwrap_err().to_string();
         assert!(
@@ -409,6 +440,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"y\" is not an input"), "{e}");
+    }
+
+    #[test]
+    fn models_at_different_opsets_meet_at_the_newer_one() {
+        let pre = model(17, "image", "pixels", "Sub", "w");
+        let m12 = model(12, "x", "logits", "Mul", "w");
+        let c = prepend(&pre, &m12, &[("pixels", "x")]).unwrap();
+        assert_eq!(c.default_opset().unwrap(), 17);
+        let c = prepend(&m12, &pre, &[("logits", "image")]).unwrap();
+        assert_eq!(c.default_opset().unwrap(), 17);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod passes;
 pub mod proto;
 pub mod shapes;
 pub mod tensor;
+pub mod upgrade;
 
 #[cfg(test)]
 mod testutil;
@@ -38,3 +39,4 @@ pub use error::{Error, Result, Warning};
 pub use io::{read_model, write_model};
 pub use model::{Dim, Node};
 pub use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+pub use upgrade::upgrade_opset;

@@ -69,6 +69,9 @@ pub struct VjpSpec {
 pub const MIN_OPSET: i64 = 13;
 /// Highest opset tested.
 pub const MAX_TESTED_OPSET: i64 = 21;
+/// Opset that models older than [`MIN_OPSET`] are upgraded to before differentiation (the one
+/// the rules are exercised at most).
+pub const UPGRADE_TO: i64 = 17;
 
 /// Constants up to this many elements are evaluated during shape inference.
 const CONST_LIMIT: usize = 1 << 20;
@@ -76,15 +79,25 @@ const CONST_LIMIT: usize = 1 << 20;
 /// Build the VJP model of `model` (see the module docs). Returns the model and warnings
 /// (dynamic dimensions fixed to 1, outputs that do not depend on an input, …).
 pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<Warning>)> {
-    let mut model = model.clone();
     let mut warnings = vec![];
-    let opset = model.default_opset()?;
-    if opset < MIN_OPSET {
-        return Err(Error::InvalidArgument(format!(
-            "the model uses ai.onnx opset {opset}; gradients need opset {MIN_OPSET} or newer \
-             (convert it, e.g. with onnx.version_converter)"
+    let mut opset = model.default_opset()?;
+    // Rules are written against the opset-13+ operator signatures; older models are upgraded
+    // (only the operators whose signature changed are rewritten).
+    let mut model = if opset < MIN_OPSET {
+        let up = crate::upgrade::upgrade_opset(model, UPGRADE_TO).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the model uses ai.onnx opset {opset}; gradients need opset {MIN_OPSET} or newer \
+                 and upgrading it failed: {e}"
+            ))
+        })?;
+        warnings.push(Warning::new(format!(
+            "the model uses ai.onnx opset {opset}; upgraded to {UPGRADE_TO} for differentiation"
         )));
-    }
+        opset = UPGRADE_TO;
+        up
+    } else {
+        model.clone()
+    };
     if opset > MAX_TESTED_OPSET {
         warnings.push(Warning::new(format!(
             "the model uses ai.onnx opset {opset}; gradient rules are tested up to opset {MAX_TESTED_OPSET}"
@@ -509,18 +522,23 @@ mod tests {
         })
         .contains("outputs: y, z"));
         assert!(err(VjpSpec::default()).contains("--wrt"));
+        let spec = VjpSpec {
+            wrt: vec!["x".into()],
+            ..Default::default()
+        };
+        // Older models are upgraded (with a warning) down to opset 7, refused below.
         let mut old = m.clone();
         old.opset_import[0].version = 11;
-        assert!(build_vjp(
-            &old,
-            &VjpSpec {
-                wrt: vec!["x".into()],
-                ..Default::default()
-            }
-        )
-        .unwrap_err()
-        .to_string()
-        .contains("opset 11"));
+        let (_, warnings) = build_vjp(&old, &spec).unwrap();
+        assert!(warnings
+            .iter()
+            .any(|w| w.to_string().contains("opset 11; upgraded to 17")));
+        old.opset_import[0].version = 6;
+        let e = build_vjp(&old, &spec).unwrap_err().to_string();
+        assert!(
+            e.contains("opset 6") && e.contains("upgrading it failed"),
+            "{e}"
+        );
     }
 
     #[test]
