@@ -81,7 +81,7 @@ fn gradient_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("gradient-step");
     g.sample_size(10);
     for (mode, k) in [(Mode::Single, 1usize), (Mode::Multiple, 7)] {
-        let (config, mut pipe) = setup(32);
+        let (_config, mut pipe) = setup(32);
         let attrs = directions(&pipe, k);
         let samples: Vec<(usize, Array1<f32>)> = (0..4)
             .map(|s| {
@@ -99,7 +99,7 @@ fn gradient_step(c: &mut Criterion) {
             |b| b.iter(|| search::run_attacks(&mut pipe, &attacks, &s).expect("fd")),
         );
         pipe.exact = Some(
-            ExactChain::build(&pipe, config.batch_size, &SessionOptions::default()).expect("vjp"),
+            ExactChain::build(&pipe, pipe.batch_size, &SessionOptions::default()).expect("vjp"),
         );
         g.bench_function(
             BenchmarkId::new("exact/cpu", format!("{mode:?}-k{k}")),

@@ -188,6 +188,11 @@ fn config_errors_name_the_file_and_key() {
             vec!["search.mode", "unknown variant `sideways`"],
         ),
         (vec!["noequals".into()], vec!["--set", "KEY=VALUE"]),
+        (
+            vec!["batch_size=lots".into()],
+            vec!["batch_size", "a positive number of images or \"auto\""],
+        ),
+        (vec!["batch_size=0".into()], vec!["batch_size", "or auto"]),
     ];
     for (sets, needles) in cases {
         let o = diagnose(DEMO, &out, &sets);
@@ -331,6 +336,25 @@ fn the_planted_attribute_ranks_first_for_the_biased_model_only() {
         b > 3.0 * c,
         "green-background share: biased {b:.3}, control {c:.3}"
     );
+}
+
+#[test]
+fn landmark_demo_composes_an_opset_12_target_and_sizes_its_batch() {
+    require_demo_models();
+    let tmp = tempdir();
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push("batch_size=auto".into());
+    let out = tmp.path().join("x");
+    let o = diagnose("configs/demo-landmarks.yaml", &out, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r = report(&out);
+    // MTCNN's ONet is opset 12 and the generator opset 17: the chain is upgraded and composed,
+    // so the exact path is used and agrees with finite differences.
+    let gradient = r["settings"]["gradient"].as_str().unwrap();
+    assert!(gradient.starts_with("exact ("), "{gradient}");
+    let batch = r["settings"]["config"]["batch_size_used"].as_u64().unwrap();
+    assert!((1..=64).contains(&batch), "auto batch {batch}");
+    assert_eq!(r["settings"]["config"]["batch_size"], "auto");
 }
 
 #[test]

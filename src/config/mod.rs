@@ -140,11 +140,13 @@ impl Config {
                 format!("{} must be between 1 and 1000000", self.samples),
             );
         }
-        if self.batch_size == 0 || self.batch_size > 4096 {
-            return err(
-                "batch_size",
-                format!("{} must be between 1 and 4096", self.batch_size),
-            );
+        if let BatchSize::Fixed(n) = self.batch_size {
+            if n == 0 || n > 4096 {
+                return err(
+                    "batch_size",
+                    format!("{n} must be between 1 and 4096 (or auto)"),
+                );
+            }
         }
         self.target.preprocess.validate(file, "target.preprocess")?;
         self.clip.preprocess.validate(file, "clip.preprocess")?;

@@ -14,9 +14,9 @@ pub struct Config {
     pub seed: u64,
     /// Number of sampled latents to diagnose.
     pub samples: usize,
-    /// Images per ONNX Runtime call.
+    /// Images per ONNX Runtime call: a number or `auto` (sized from the models and free memory).
     #[serde(default = "default_batch")]
-    pub batch_size: usize,
+    pub batch_size: BatchSize,
     /// Default output folder (the CLI's `--out` wins).
     #[serde(default)]
     pub output: Option<PathBuf>,
@@ -39,8 +39,55 @@ pub struct Config {
     pub runtime: RuntimeConfig,
 }
 
-fn default_batch() -> usize {
-    16
+fn default_batch() -> BatchSize {
+    BatchSize::Fixed(16)
+}
+
+/// `batch_size`: a fixed number of images per call, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    /// This many images per call.
+    Fixed(usize),
+    /// Chosen at start-up from the models' sizes and the free memory.
+    Auto,
+}
+
+impl Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            BatchSize::Fixed(n) => s.serialize_u64(*n as u64),
+            BatchSize::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = BatchSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive number of images or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<BatchSize, E> {
+                Ok(BatchSize::Fixed(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<BatchSize, E> {
+                Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<BatchSize, E> {
+                match v {
+                    "auto" => Ok(BatchSize::Auto),
+                    // `--set batch_size=8` may arrive as a string.
+                    _ => v
+                        .parse()
+                        .map(BatchSize::Fixed)
+                        .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Generator files.

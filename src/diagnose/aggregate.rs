@@ -27,6 +27,8 @@ pub struct RunFacts {
     pub warnings: Vec<String>,
     /// The bound B used.
     pub bound: f32,
+    /// Images per call (what `batch_size: auto` resolved to).
+    pub batch_size: usize,
 }
 
 fn change(r: &SampleRecord, mode: Mode) -> f64 {
@@ -222,6 +224,10 @@ pub fn build_report(
     let mut settings_json = config_json.clone();
     if let Some(obj) = settings_json.as_object_mut() {
         obj.insert("bound_used".into(), serde_json::json!(facts.bound));
+        obj.insert(
+            "batch_size_used".into(),
+            serde_json::json!(facts.batch_size),
+        );
     }
     Ok(Report {
         zoom_version: env!("CARGO_PKG_VERSION").into(),

@@ -2,9 +2,10 @@
 //! (durably recorded, so a killed run resumes), aggregate and write the report.
 
 pub mod aggregate;
+pub mod batch;
 pub mod checkpoint;
 
-use crate::config::{Config, DirectionMethod, GradientSource, Mode};
+use crate::config::{BatchSize, Config, DirectionMethod, GradientSource, Mode};
 use crate::directions::{self, ChannelRelevance, Direction, RelevanceSettings};
 use crate::error::{Error, Result};
 use crate::models::{Clip, Generator, Target};
@@ -61,15 +62,24 @@ pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeli
     let hw = generator.image_hw;
     let target = Target::load(&config.target, hw, session)?;
     let clip = Clip::load(&config.clip, hw, session)?;
-    Ok(Pipeline {
+    let mut pipe = Pipeline {
         generator,
         target,
         clip,
         consistency: None,
-        batch_size: config.batch_size,
+        batch_size: 1,
         images_rendered: 0,
         exact: None,
-    })
+    };
+    pipe.batch_size = match config.batch_size {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => {
+            let (n, why) = batch::auto_batch_size(&pipe);
+            tracing::info!("{why}");
+            n
+        }
+    };
+    Ok(pipe)
 }
 
 /// Runs a diagnosis and writes everything into `opts.out`. Returns the report.
@@ -197,6 +207,7 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
             providers,
             warnings,
             bound,
+            batch_size: pipe.batch_size,
         },
     )?;
     crate::report::write_all(&opts.out, &report)?;
@@ -279,7 +290,7 @@ fn global_relevance(
     let s = RelevanceSettings {
         probe_samples: d.probe_samples,
         probe_sigma: d.probe_sigma,
-        batch_size: config.batch_size,
+        batch_size: pipe.batch_size,
         cache: d
             .cache
             .clone()
@@ -477,7 +488,7 @@ fn choose_gradient(
         attributes.len()
     } + nulls.len();
     let attacks_per_chunk = CHUNK_SAMPLES.min(config.samples) * per_sample;
-    let calls = attacks_per_chunk.div_ceil(config.batch_size);
+    let calls = attacks_per_chunk.div_ceil(pipe.batch_size);
     let vjp_batch = attacks_per_chunk.div_ceil(calls.max(1)).max(1);
     let chain = match search::exact::ExactChain::build(pipe, vjp_batch, &opts.session) {
         Ok(c) => c,
