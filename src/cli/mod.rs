@@ -6,6 +6,7 @@ mod generate;
 mod grad;
 mod inspect;
 mod run;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub enum Command {
     Run(run::Args),
     /// Show the ONNX Runtime library, providers and threads; with a config, what each model uses.
     Doctor(doctor::Args),
+    /// Tokenize texts with a tokenizer.json as the CLIP text tower will see them (JSON lines).
+    Tokenize(tokenize::Args),
 }
 
 /// Settings every subcommand shares.
@@ -134,5 +137,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args, &global),
         Command::Run(args) => run::run(args, &global),
         Command::Doctor(args) => doctor::run(args, &global),
+        Command::Tokenize(args) => tokenize::run(args, &global),
     }
 }

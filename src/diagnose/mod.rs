@@ -56,6 +56,15 @@ fn progress_bar(quiet: bool, len: u64, msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// A throughput with the digits that matter (large generators run below 1 image/s on a CPU).
+fn rate(per_s: f64) -> String {
+    if per_s >= 10.0 {
+        format!("{per_s:.0}")
+    } else {
+        format!("{per_s:.2}")
+    }
+}
+
 /// Loads generator, target and CLIP of a config (no directions, no consistency prompts yet).
 pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeline> {
     let generator = Generator::load(&config.generator.model, &config.generator.card, session)?;
@@ -184,14 +193,14 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
     if !opts.quiet && pipe.images_rendered > 0 {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
-            "rendered {} images through generator + target{} in {secs:.1} s ({:.0} images/s)",
+            "rendered {} images through generator + target{} in {secs:.1} s ({} images/s)",
             pipe.images_rendered,
             if pipe.consistency.is_some() {
                 " + CLIP"
             } else {
                 ""
             },
-            pipe.images_rendered as f64 / secs.max(1e-9)
+            rate(pipe.images_rendered as f64 / secs.max(1e-9))
         );
     }
     let records = crate::report::json::read_samples(&opts.out)?;

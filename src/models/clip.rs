@@ -36,18 +36,7 @@ impl TextEncoder {
         max_tokens: usize,
         options: &SessionOptions,
     ) -> Result<TextEncoder> {
-        let size = std::fs::metadata(tokenizer)
-            .map_err(|e| Error::io(tokenizer, e))?
-            .len();
-        if size > MAX_TOKENIZER_BYTES {
-            return Err(Error::data(
-                tokenizer,
-                format!("{size} bytes is over the 64 MiB limit for a tokenizer"),
-            ));
-        }
-        let tok = tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| {
-            Error::data(tokenizer, format!("not a Hugging Face tokenizer.json: {e}"))
-        })?;
+        let tok = load_tokenizer(tokenizer)?;
         let m = Model::load(model, options)?;
         let ids = find_tensor(m.inputs(), "input_ids", model, "input")?;
         if ids.dtype != Some(DType::I64) {
@@ -118,6 +107,23 @@ impl TextEncoder {
             .map_err(|e| Error::runtime("text tower output must be [N, D]", e))?;
         Ok(normalize_rows(emb))
     }
+}
+
+/// Reads a Hugging Face `tokenizer.json` (at most 64 MiB). zoom's `tokenizers` build uses the
+/// pure-Rust regex engine, so a file whose patterns it cannot compile (e.g. variable-length
+/// look-behind) is refused here, naming the file.
+pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if size > MAX_TOKENIZER_BYTES {
+        return Err(Error::data(
+            path,
+            format!("{size} bytes is over the 64 MiB limit for a tokenizer"),
+        ));
+    }
+    tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| Error::data(path, format!("not a Hugging Face tokenizer.json: {e}")))
 }
 
 /// The image tower with its preprocessing.
