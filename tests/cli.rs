@@ -210,3 +210,34 @@ fn missing_runtime_library_says_what_to_run() {
     let o = zoom(&["--ort-lib", gone.to_str().unwrap(), "doctor"], &[]);
     assert_clean_failure(&o, &["--ort-lib", "scripts/fetch-onnxruntime.sh"]);
 }
+
+#[test]
+fn tokenize_shows_ids_tokens_and_specials_and_refuses_bad_files() {
+    let tok = root().join("onnx/face-clip/tokenizer.json");
+    assert!(tok.is_file(), "run scripts/setup.sh first");
+    let o = zoom(&["tokenize", tok.to_str().unwrap(), "A smiling face"], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let line: serde_json::Value = serde_json::from_str(text(&o).0.trim()).unwrap();
+    let tokens: Vec<&str> = line["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .take(5)
+        .collect();
+    assert_eq!(tokens, ["[CLS]", "a", "smiling", "face", "[SEP]"]);
+    assert_eq!(line["special"][0], 1);
+    assert_eq!(line["special"][1], 0);
+
+    let tmp = tempdir();
+    // A pattern the pure-Rust regex engine cannot compile (variable-length look-behind).
+    let bad = tmp.path().join("tokenizer.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tok).unwrap()).unwrap();
+    json["normalizer"] = serde_json::json!(
+        {"type": "Replace", "pattern": {"Regex": "(?<=a*)b"}, "content": "c"}
+    );
+    std::fs::write(&bad, json.to_string()).unwrap();
+    let o = zoom(&["tokenize", bad.to_str().unwrap(), "x"], &[]);
+    assert_clean_failure(&o, &["tokenizer.json", "Look-behind"]);
+}
