@@ -63,6 +63,41 @@ fn run_matches_values_computed_by_hand() {
 }
 
 #[test]
+fn a_model_with_external_weights_runs_from_any_working_directory() {
+    let dir = tempdir();
+    let sub = dir.path().join("models");
+    std::fs::create_dir(&sub).unwrap();
+    let model = sub.join("affine.onnx");
+    write_affine_relu_external(&model);
+    assert!(
+        sub.join("affine.onnx.data").is_file(),
+        "weights went to a side file"
+    );
+    let rows = [[1.0, 2.0, 3.0]];
+    let x = write_x(dir.path(), &rows);
+    let out = dir.path().join("out");
+    // zoom runs from the repository root, not the model's folder.
+    let o = zoom(
+        &[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            &format!("x={}", x.display()),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let y = npy::read(&out.join("y.npy"))
+        .unwrap()
+        .into_f32("y")
+        .unwrap();
+    let expected = affine_relu_by_hand(&rows);
+    assert!((y[[0, 0]] - expected[0][0]).abs() < 1e-6 && (y[[0, 1]] - expected[0][1]).abs() < 1e-6);
+}
+
+#[test]
 fn inspect_reports_io_opset_ops_and_parameters() {
     let dir = tempdir();
     let model = fixture(dir.path());

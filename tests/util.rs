@@ -56,6 +56,18 @@ pub const B: [f32; 2] = [0.1, -0.2];
 /// Writes a tiny real ONNX model `x [N, 3] float32 → y = Relu(MatMul(x, W) + b) [N, 2]` (weights
 /// fixed above, so tests can compute the expected output by hand).
 pub fn write_affine_relu(path: &Path) {
+    write_affine_relu_with(path, &zoom_graph::io::WriteOptions::default());
+}
+
+/// The same model with its weights in a side file `<name>.data` (ONNX external data).
+pub fn write_affine_relu_external(path: &Path) {
+    let opts = zoom_graph::io::WriteOptions {
+        external_data_threshold: Some(4),
+    };
+    write_affine_relu_with(path, &opts);
+}
+
+fn write_affine_relu_with(path: &Path, opts: &zoom_graph::io::WriteOptions) {
     let mut b = GraphBuilder::new(17);
     let x = b.input("x", DataType::FLOAT, &[Dim::from("N"), 3.into()]);
     let w: Vec<f32> = W.iter().flatten().copied().collect();
@@ -66,7 +78,7 @@ pub fn write_affine_relu(path: &Path) {
     let y = b.op("Relu", &[&s], vec![]);
     b.output(&y, "y");
     let model = b.build().expect("build fixture");
-    zoom_graph::write_model(&model, path).expect("write fixture");
+    zoom_graph::io::write_model_with(&model, path, opts).expect("write fixture");
 }
 
 /// `relu(x · W + b)` computed by hand, row by row.

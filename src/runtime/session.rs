@@ -154,6 +154,19 @@ impl Model {
                     .map_err(Into::into)
             })
             .and_then(|b| b.with_intra_threads(options.threads()).map_err(Into::into))
+            .and_then(|b| {
+                // Models are committed from memory, so ONNX Runtime would look for external
+                // weight files relative to the working directory: point it at the model's folder.
+                match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(dir) => b
+                        .with_config_entry(
+                            "session.model_external_initializers_file_folder_path",
+                            dir.to_string_lossy(),
+                        )
+                        .map_err(Into::into),
+                    None => Ok(b),
+                }
+            })
             .map_err(|e: ort::Error| Error::runtime(ctx(), e))?;
         let (mut builder, provider, warnings) = register(builder, &options.providers);
         for w in &warnings {
