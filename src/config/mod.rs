@@ -126,7 +126,10 @@ impl Config {
         let err = |key: &str, m: String| Err(Error::config(file, key, m));
         for (key, p) in self.files() {
             if !p.is_file() {
-                let hint = if p.starts_with("onnx") || p.to_string_lossy().contains("onnx/") {
+                let shown = p.to_string_lossy();
+                let hint = if shown.contains("onnx/byo/") {
+                    " (export your own models first: README, \"Diagnose your own model\")"
+                } else if p.starts_with("onnx") || shown.contains("onnx/") {
                     " (run `bash scripts/setup.sh` to fetch and convert the demo models)"
                 } else {
                     ""
@@ -268,4 +271,32 @@ pub fn model_paths(config: &Path) -> Result<Vec<(String, PathBuf)>> {
         .filter(|(k, _)| !k.ends_with("card") && !k.ends_with("tokenizer"))
         .map(|(k, p)| (k.to_string(), p.to_path_buf()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped config, the bring-your-own presets included (whose model files exist only
+    /// after the user exports them), matches the schema: no unknown key, no wrong type.
+    #[test]
+    fn shipped_configs_match_the_schema() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = 0;
+        for dir in [root.clone(), root.join("byo")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    let doc = read_yaml(&path).unwrap();
+                    let parsed: std::result::Result<Config, _> =
+                        serde_path_to_error::deserialize(doc);
+                    if let Err(e) = parsed {
+                        panic!("{}: {}: {}", path.display(), e.path(), e.inner());
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 8, "found {seen} configs");
+    }
 }
