@@ -1,20 +1,29 @@
 //! Pooling gradients, in standard operators only (no MaxPoolGrad):
 //!
-//! - MaxPool, opset 16+ (row-major indices, overlapping windows): the forward node is asked
-//!   for its `Indices` output and the cotangent is scatter-added there (ScatterElements with
-//!   reduction=add).
-//! - MaxPool otherwise: the K window positions of every window are unfolded from x (padded with −∞) by
-//!   strided slices; ArgMax over them finds each window's *first* maximum (row-major, the one
-//!   MaxPool picks, so ties are never counted twice), and a one-hot mask routes the cotangent
-//!   there. The K masked cotangents, stacked as C·K channels, go back to
-//!   input positions with a grouped ConvTranspose whose kernel is one-hot at t (col2im).
-//!   Overlapping windows, padding, dilation and ceil_mode need nothing special. Non-overlapping
-//!   windows (kernel = stride, no padding) use a reshape instead of the ConvTranspose.
-//!   Tiling windows take this route on every opset (no Indices needed, no ConvTranspose).
+//! - MaxPool, float and double: the forward node stays a plain MaxPool (ONNX Runtime's
+//!   MaxPool with `Indices` is a naive loop, 10–80× slower than the plain one). The
+//!   cotangent goes to each window's *first* maximum in row-major order (the element MaxPool's
+//!   Indices point to; ties, e.g. ReLU zeros, are never counted twice, padding never wins),
+//!   found one spatial axis at a time: the first window row holding the maximum, then the
+//!   first maximum in that row. Each axis is a 1-D pool done with contiguous slices of the
+//!   input cut into blocks of the stride, equality with the window maximum, and a "what is
+//!   left" chain in window order; the cotangents go back by zero-padding and a concatenation
+//!   of the stride phases. All in NHWC layout, so that no slice or pad works on small inner
+//!   blocks. Padding, dilation, ceil_mode, auto_pad and storage_order need nothing special;
+//!   1-D to 3-D pools alike. See `separable_max_pool`.
+//! - MaxPool whose model already uses the `Indices` output (opset 16+, row-major): the
+//!   cotangent is scatter-added at those indices (ScatterElements, reduction=add).
+//! - MaxPool of other element types (float16, …): as above at opset 16+ with overlapping
+//!   windows; otherwise the K window positions of every window are unfolded from x (padded
+//!   with −∞) by strided slices, ArgMax finds each window's first maximum, a one-hot mask
+//!   routes the cotangent there, and a grouped ConvTranspose with one-hot kernels (col2im), or
+//!   a reshape when windows tile, puts the K masked cotangents back.
 //! - AveragePool: the cotangent divided by each window's element count (with or without the
 //!   padding, as `count_include_pad` says, computed per output position) is spread back by a
 //!   grouped ConvTranspose with an all-ones kernel (or a reshape/expand when windows tile).
 //! - GlobalAveragePool: g/(H·W) expanded. GlobalMaxPool: g shared by the maxima.
+
+use std::collections::HashMap;
 
 use super::dy0;
 use crate::attrs;
@@ -168,25 +177,294 @@ fn max_pool(
     let x = &n.input[0];
     let p = Pool::read(ctx, n)?;
     let dt = ctx.dtype(x)?;
+    let row_major = n.attr_or::<i64>("storage_order", 0)? == 0;
+    let has_indices = n.output.get(1).is_some_and(|s| !s.is_empty());
+    let d = if ctx.opset() >= 16 && row_major && has_indices {
+        // The model computes Indices anyway: scatter-add there.
+        scatter_at_indices(ctx, n, &g, &p, dt)
+    } else if (dt == DataType::FLOAT || dt == DataType::DOUBLE) && !force_unfold() {
+        separable_max_pool(ctx, x, &g, &p, dt)
+    } else if ctx.opset() >= 16 && row_major && !p.tiles() {
+        scatter_at_indices(ctx, n, &g, &p, dt)
+    } else {
+        unfold_max_pool(ctx, x, &g, &p, dt)
+    };
+    Ok(vec![Some(d)])
+}
+
+/// Tests can route float MaxPool gradients through the unfold form.
+fn force_unfold() -> bool {
+    #[cfg(test)]
+    return tests::force_unfold();
+    #[cfg(not(test))]
+    false
+}
+
+/// The forward MaxPool also returns Indices (flat over N·C·spatial), and the cotangent is
+/// scatter-added there. (Indices make ONNX Runtime's MaxPool itself 10–80× slower.)
+fn scatter_at_indices(ctx: &mut VjpCtx, n: &NodeProto, g: &str, p: &Pool, dt: DataType) -> String {
+    let idx = ctx.forward_output(n, 1);
+    let total: usize = p.xs.iter().product();
+    let zeros = ctx.b.fill(&[total], dt, 0.0);
+    let fi = ctx.b.reshape(&idx, &[-1]);
+    let fg = ctx.b.reshape(g, &[-1]);
+    let s = ctx.b.op(
+        "ScatterElements",
+        &[&zeros, &fi, &fg],
+        vec![attrs::int("axis", 0), attrs::string("reduction", "add")],
+    );
+    let xs64: Vec<i64> = p.xs.iter().map(|&d| d as i64).collect();
+    ctx.b.reshape(&s, &xs64)
+}
+
+/// Reshapes that skip earlier reshapes of ours (a reshape of a reshape is one reshape).
+#[derive(Default)]
+struct Views(HashMap<String, String>);
+
+impl Views {
+    fn reshape(&mut self, ctx: &mut VjpCtx, v: &str, shape: &[i64]) -> String {
+        let src = self.0.get(v).cloned().unwrap_or_else(|| v.to_string());
+        let out = ctx.b.reshape(&src, shape);
+        self.0.insert(out.clone(), src);
+        out
+    }
+}
+
+/// One pooling axis of the separable max-pool: a `[P, n, F]` view of the input, pooled along
+/// its middle axis (window `k`, stride `s`, dilation `d`, `pb` leading pads, `m` outputs).
+///
+/// The axis is cut into `nb = ⌈n/s⌉` blocks of `s` (`[P, nb, s, F]`, −∞ fill if `s ∤ n`).
+/// Window position `a` of output `j` is input element `j·s + a·d − pb = (j + q)·s + r`, so
+/// position `a` of all windows is the contiguous slice `[P, j+q, r, F]` for the windows
+/// `lo ≤ j < hi` that reach it inside the input (−∞ for the others: padding never equals a
+/// maximum).
+struct Stage {
+    p: i64,
+    f: i64,
+    n: i64,
+    m: i64,
+    s: i64,
+    nb: i64,
+    /// (q, r, lo, hi) per window position, in window order.
+    pos: Vec<(i64, i64, i64, i64)>,
+    /// Window position values, `[P, m, 1, F]` each.
+    parts: Vec<String>,
+    /// Their maximum: the pooled value, `[P, m, 1, F]`.
+    out: String,
+}
+
+fn stage_forward(
+    ctx: &mut VjpCtx,
+    views: &mut Views,
+    inp: &str,
+    (p, n, f): (i64, i64, i64),
+    (k, s, d, pb, m): (i64, i64, i64, i64, i64),
+    dt: DataType,
+) -> Stage {
+    let nb = (n + s - 1) / s;
+    let pos: Vec<(i64, i64, i64, i64)> = (0..k)
+        .map(|a| {
+            let off = a * d - pb;
+            let (q, r) = (off.div_euclid(s), off.rem_euclid(s));
+            // Window j reads block j + q: inside the input for -q ≤ j < nb - q (the last
+            // block only up to n when s ∤ n: those elements are −∞ fill).
+            let lo = (-q).clamp(0, m);
+            let hi = (nb - q).clamp(lo, m);
+            (q, r, lo, hi)
+        })
+        .collect();
+    let ninf = ctx.scalar(f64::NEG_INFINITY, dt);
+    let v4 = if s * nb > n {
+        let v = views.reshape(ctx, inp, &[p, n, f]);
+        let pv = ctx.b.const_i64s(&[0, 0, 0, 0, s * nb - n, 0]);
+        let v = ctx.b.op(
+            "Pad",
+            &[&v, &pv, &ninf],
+            vec![attrs::string("mode", "constant")],
+        );
+        views.reshape(ctx, &v, &[p, nb, s, f])
+    } else {
+        views.reshape(ctx, inp, &[p, nb, s, f])
+    };
+    let mut parts = vec![];
+    for &(q, r, lo, hi) in &pos {
+        if hi == lo {
+            parts.push(ctx.b.fill(
+                &[p as usize, m as usize, 1, f as usize],
+                dt,
+                f64::NEG_INFINITY,
+            ));
+            continue;
+        }
+        let mut t = if s == 1 && q + lo == 0 && q + hi == nb {
+            v4.clone()
+        } else {
+            ctx.b
+                .slice(&v4, &[q + lo, r], &[q + hi, r + 1], &[1, 2], &[1, 1])
+        };
+        if lo > 0 || hi < m {
+            let pv = ctx.b.const_i64s(&[0, lo, 0, 0, 0, m - hi, 0, 0]);
+            t = ctx.b.op(
+                "Pad",
+                &[&t, &pv, &ninf],
+                vec![attrs::string("mode", "constant")],
+            );
+        }
+        parts.push(t);
+    }
+    let out = if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        ctx.b.op("Max", &refs, vec![])
+    };
+    Stage {
+        p,
+        f,
+        n,
+        m,
+        s,
+        nb,
+        pos,
+        parts,
+        out,
+    }
+}
+
+/// Route `cot` (`P·m·F` elements, in the order of [`Stage::out`]) to the first maximum of each
+/// window; returns the gradient of the stage input (`P·n·F` elements in `[P, n, F]` order).
+fn stage_backward(
+    ctx: &mut VjpCtx,
+    views: &mut Views,
+    st: &Stage,
+    cot: &str,
+    dt: DataType,
+) -> String {
+    let (p, f, m, s, nb) = (st.p, st.f, st.m, st.s, st.nb);
+    // Positions in window order take what is left of the cotangent where they equal the
+    // maximum; the last position takes the rest (some position is the maximum).
+    let mut rest = views.reshape(ctx, cot, &[p, m, 1, f]);
+    let mut contrib = vec![];
+    for part in &st.parts[..st.parts.len() - 1] {
+        let eq = ctx.b.op("Equal", &[part, &st.out], vec![]);
+        let e = ctx.b.cast(&eq, dt);
+        let c = ctx.b.mul(&e, &rest);
+        rest = ctx.b.sub(&rest, &c);
+        contrib.push(c);
+    }
+    contrib.push(rest);
+    // Each phase r of the blocks sums the positions with that phase, shifted by q blocks
+    // (windows outside [lo, hi) read −∞ there and contribute nothing).
+    let mut planes = vec![];
+    for r in 0..s {
+        let mut terms = vec![];
+        for (c, &(q, pr, lo, hi)) in contrib.iter().zip(&st.pos) {
+            if pr != r || hi == lo {
+                continue;
+            }
+            let mut t = if lo > 0 || hi < m {
+                ctx.b.slice(c, &[lo], &[hi], &[1], &[1])
+            } else {
+                c.clone()
+            };
+            let (b0, b1) = (q + lo, nb - q - hi);
+            if b0 > 0 || b1 > 0 {
+                t = ctx.b.pad(&t, &[0, b0, 0, 0, 0, b1, 0, 0], "constant");
+            }
+            terms.push(t);
+        }
+        planes.push(if terms.is_empty() {
+            ctx.b
+                .fill(&[p as usize, nb as usize, 1, f as usize], dt, 0.0)
+        } else {
+            ctx.sum(&terms)
+        });
+    }
+    let d = if planes.len() == 1 {
+        planes.pop().unwrap()
+    } else {
+        let refs: Vec<&str> = planes.iter().map(String::as_str).collect();
+        ctx.b.concat(&refs, 2)
+    };
+    if s * nb > st.n {
+        let d = views.reshape(ctx, &d, &[p, s * nb, f]);
+        ctx.b.slice(&d, &[0], &[st.n], &[1], &[1])
+    } else {
+        d
+    }
+}
+
+/// MaxPool gradient without Indices and without unfolding the windows.
+///
+/// A window's maximum is taken one axis at a time (last spatial axis first), and its *first*
+/// maximum in row-major order is the first maximum along the first axis of the window of
+/// per-row maxima, then the first along the next axis within that row, and so on. So the
+/// cotangent is routed back one axis at a time through 1-D pools (see [`Stage`]). Everything
+/// runs channel-last (NHWC: x, the cotangent and the result are transposed), so that every
+/// slice, pad and concatenation moves contiguous blocks of at least C values and the
+/// comparisons are between same-shaped tensors (ONNX Runtime is slow on strided slices and on
+/// broadcasts over small inner dimensions). Ties are common (ReLU zeros); the comparisons
+/// only find candidates, and each window position takes what the earlier ones left.
+fn separable_max_pool(ctx: &mut VjpCtx, x: &str, g: &str, p: &Pool, dt: DataType) -> String {
+    let sp = p.spatial();
+    let ns: Vec<i64> = p.xs[2..].iter().map(|&d| d as i64).collect();
+    let os: Vec<i64> = p.ys[2..].iter().map(|&d| d as i64).collect();
+    // NCHW ↔ NHWC (ONNX Runtime folds these into the NCHWc reorders of neighbouring convs).
+    let to_last: Vec<i64> = std::iter::once(0)
+        .chain(2..2 + sp as i64)
+        .chain(std::iter::once(1))
+        .collect();
+    let to_first: Vec<i64> = [0, sp as i64 + 1]
+        .into_iter()
+        .chain(1..1 + sp as i64)
+        .collect();
+    let mut views = Views::default();
+    // Forward, last spatial axis first; `cur` is the current shape [N, spatial…, C].
+    let mut cur: Vec<i64> = vec![p.xs[0] as i64];
+    cur.extend(ns.iter());
+    cur.push(p.xs[1] as i64);
+    let mut v = ctx.b.transpose(x, &to_last);
+    let mut stages = vec![];
+    for i in (0..sp).rev() {
+        let pre: i64 = cur[..i + 1].iter().product();
+        let post: i64 = cur[i + 2..].iter().product();
+        let st = stage_forward(
+            ctx,
+            &mut views,
+            &v,
+            (pre, cur[i + 1], post),
+            (
+                p.geo.kernel[i],
+                p.geo.strides[i],
+                p.geo.dilations[i],
+                p.pads[i].0,
+                os[i],
+            ),
+            dt,
+        );
+        cur[i + 1] = os[i];
+        v = st.out.clone();
+        stages.push(st);
+    }
+    // Backward, first spatial axis first.
+    let mut cot = ctx.b.transpose(g, &to_last);
+    for st in stages.iter().rev() {
+        cot = stage_backward(ctx, &mut views, st, &cot, dt);
+    }
+    let mut nhwc = vec![p.xs[0] as i64];
+    nhwc.extend(ns.iter());
+    nhwc.push(p.xs[1] as i64);
+    let d = views.reshape(ctx, &cot, &nhwc);
+    ctx.b.transpose(&d, &to_first)
+}
+
+/// The K window positions of every window are unfolded from x (padded with −∞) by strided
+/// slices; ArgMax finds each window's first maximum and a one-hot mask routes the cotangent
+/// there; a grouped one-hot ConvTranspose (or a reshape for tiling windows) puts it back.
+/// Kept for element types other than float and double.
+fn unfold_max_pool(ctx: &mut VjpCtx, x: &str, g: &str, p: &Pool, dt: DataType) -> String {
     let sp = p.spatial();
     let (nn, c) = (p.xs[0], p.xs[1]);
-    if ctx.opset() >= 16 && n.attr_or::<i64>("storage_order", 0)? == 0 && !p.tiles() {
-        // The forward MaxPool also returns Indices (flat over N·C·spatial), and the cotangent is
-        // scatter-added there: one cheap pass. (Indices make ONNX Runtime's MaxPool itself ~9×
-        // slower, which still beats unfolding the windows.)
-        let idx = ctx.forward_output(n, 1);
-        let total: usize = p.xs.iter().product();
-        let zeros = ctx.b.fill(&[total], dt, 0.0);
-        let fi = ctx.b.reshape(&idx, &[-1]);
-        let fg = ctx.b.reshape(&g, &[-1]);
-        let s = ctx.b.op(
-            "ScatterElements",
-            &[&zeros, &fi, &fg],
-            vec![attrs::int("axis", 0), attrs::string("reduction", "add")],
-        );
-        let xs64: Vec<i64> = p.xs.iter().map(|&d| d as i64).collect();
-        return Ok(vec![Some(ctx.b.reshape(&s, &xs64))]);
-    }
     let k: Vec<usize> = p.geo.kernel.iter().map(|&v| v as usize).collect();
     let kk: usize = k.iter().product();
     // Pad x with −∞ so every window position can be sliced; padding never equals a maximum.
@@ -206,7 +484,7 @@ fn max_pool(
             vec![attrs::string("mode", "constant")],
         )
     } else {
-        x.clone()
+        x.to_string()
     };
     // Unfold: the K window positions (row-major) of every window, stacked on axis 2. ArgMax
     // picks the first maximum, as MaxPool does, so ties are never counted twice.
@@ -243,10 +521,10 @@ fn max_pool(
         &HostTensor::int(DataType::INT64, oshape, (0..kk as i64).collect()),
     );
     let mask = ctx.b.op("Equal", &[&first, &positions], vec![]);
-    let gu = ctx.b.unsqueeze(&g, &[2]);
+    let gu = ctx.b.unsqueeze(g, &[2]);
     let contrib = ctx.mask(&mask, &gu, dt); // [N, C, K, *o]
     let d = if p.tiles() {
-        untile(ctx, &contrib, true, &p)
+        untile(ctx, &contrib, true, p)
     } else {
         let mut s = vec![nn as i64, (c * kk) as i64];
         s.extend(p.ys[2..].iter().map(|&d| d as i64));
@@ -261,9 +539,9 @@ fn max_pool(
         let mut wshape = vec![c * kk, 1];
         wshape.extend(k.iter());
         let wt = ctx.b.constant_float("pool_onehot", dt, &wshape, &w);
-        spread(ctx, &stacked, &wt, c, &p)
+        spread(ctx, &stacked, &wt, c, p)
     };
-    Ok(vec![Some(d)])
+    d
 }
 
 /// Number of window elements counted by AveragePool for each output position along one axis.
@@ -374,12 +652,30 @@ fn global_pool(
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use crate::attrs;
     use crate::autodiff::testing::{run_cases, Case};
+    use crate::autodiff::{build_vjp, VjpSpec};
+    use crate::builder::GraphBuilder;
+    use crate::proto::AttributeProto;
+    use crate::tensor::HostTensor;
+    use crate::testutil::{Rng, Runner};
+    use crate::{DataType, Dim};
+
+    thread_local! {
+        /// Route float MaxPool gradients through the unfold form (kept for other element
+        /// types) so that its tests still run.
+        static FORCE_UNFOLD: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn force_unfold() -> bool {
+        FORCE_UNFOLD.with(Cell::get)
+    }
 
     fn pool(op: &str, x: &[usize], k: &[i64]) -> Case {
-        // MaxPool's VJP uses ConvTranspose (float only): a small step keeps finite differences
-        // away from near-ties between window elements.
+        // MaxPool is piecewise linear: a small step keeps finite differences away from
+        // near-ties between window elements.
         Case::op(op)
             .input("x", x)
             .attr(attrs::ints("kernel_shape", k))
@@ -433,21 +729,21 @@ mod tests {
                 .attr(attrs::ints("strides", &[2, 2]))
                 .attr(attrs::ints("pads", &[1, 1, 1, 1]))
                 .opset(13)
-                .named("ResNet 3x3/2 pad 1, opset 13 (unfold)"),
+                .named("ResNet 3x3/2 pad 1, opset 13"),
             pool("MaxPool", &[1, 2, 7, 7], &[3, 3])
                 .attr(attrs::ints("strides", &[2, 2]))
                 .attr(attrs::int("ceil_mode", 1))
                 .opset(15)
-                .named("3x3/2 ceil, opset 15 (unfold)"),
+                .named("3x3/2 ceil, opset 15"),
             pool("MaxPool", &[1, 2, 8, 8], &[2, 2])
                 .attr(attrs::ints("dilations", &[2, 2]))
                 .opset(13)
-                .named("dilation 2, opset 13 (unfold)"),
+                .named("dilation 2, opset 13"),
             pool("MaxPool", &[1, 2, 8, 7], &[3, 2])
                 .attr(attrs::ints("strides", &[1, 2]))
                 .attr(attrs::ints("pads", &[1, 0, 1, 1]))
                 .opset(13)
-                .named("overlapping asymmetric, opset 13 (unfold)"),
+                .named("overlapping asymmetric, opset 13"),
         ];
         for include in [0, 1] {
             let avg = |x: &[usize], k: &[i64]| {
@@ -509,5 +805,232 @@ mod tests {
                 .f32_fd(1e-3, 2e-2),
         );
         run_cases(cases);
+    }
+
+    /// 3-D pooling and kernels/strides that leave gaps or read one element per axis.
+    #[test]
+    fn max_pool_more_layouts() {
+        run_cases(vec![
+            pool("MaxPool", &[1, 2, 5, 6, 5], &[2, 3, 2])
+                .attr(attrs::ints("strides", &[2, 2, 1]))
+                .attr(attrs::ints("pads", &[0, 1, 1, 1, 1, 0]))
+                .named("3-D"),
+            pool("MaxPool", &[2, 2, 7, 8], &[1, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .named("1x3 kernel, batch 2"),
+            pool("MaxPool", &[1, 2, 9, 8], &[2, 2])
+                .attr(attrs::ints("strides", &[3, 3]))
+                .named("stride 3 > kernel 2"),
+            pool("MaxPool", &[1, 3, 7, 7], &[3, 3])
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("3x3/1 pad 1"),
+        ]);
+    }
+
+    /// The previous form (window unfolding, ArgMax, one-hot ConvTranspose), still used for
+    /// element types other than float and double.
+    #[test]
+    fn max_pool_unfold_form() {
+        FORCE_UNFOLD.with(|f| f.set(true));
+        run_cases(vec![
+            pool("MaxPool", &[2, 3, 9, 9], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .opset(13)
+                .float_only()
+                .named("unfold: ResNet 3x3/2 pad 1"),
+            pool("MaxPool", &[1, 2, 7, 7], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::int("ceil_mode", 1))
+                .opset(15)
+                .float_only()
+                .named("unfold: 3x3/2 ceil"),
+            pool("MaxPool", &[1, 2, 6, 6], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .float_only()
+                .named("unfold: 2x2/2 tiles"),
+        ]);
+        FORCE_UNFOLD.with(|f| f.set(false));
+    }
+
+    /// Gradient by ONNX Runtime's own MaxPool Indices: `dx[idx[i]] += g[i]`.
+    fn reference_by_indices(
+        shape: &[usize],
+        pool_attrs: &[AttributeProto],
+        x: &HostTensor,
+        g: &HostTensor,
+    ) -> Vec<f64> {
+        let mut b = GraphBuilder::new(17);
+        let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        let xi = b.input("x", DataType::DOUBLE, &dims);
+        let outs = b.op_multi("MaxPool", &[&xi], pool_attrs.to_vec(), 2);
+        b.output(&outs[1], "idx");
+        let m = b.build().unwrap();
+        let idx = Runner::new(&m).unwrap().run(&[("x", x)]).unwrap()["idx"].to_i64s();
+        let mut dx = vec![0.0; x.len()];
+        for (i, gv) in idx.iter().zip(g.to_f64s()) {
+            dx[*i as usize] += gv;
+        }
+        dx
+    }
+
+    /// Ties (all-equal windows, ReLU zeros, small integers, all-negative next to padding): the
+    /// cotangent goes to the first maximum of each window in row-major order, exactly where
+    /// MaxPool's Indices point, and never to padding. Finite differences cannot check this.
+    #[test]
+    fn max_pool_ties_go_to_the_first_maximum() {
+        type Fill = fn(&mut Rng) -> f64;
+        let fills: [(&str, Fill); 5] = [
+            ("all zero", |_| 0.0),
+            ("all -1", |_| -1.0),
+            ("relu", |r| r.normal().max(0.0)),
+            ("integers 0..3", |r| r.uniform(0.0, 3.0).floor()),
+            ("two values", |r| {
+                if r.uniform(0.0, 1.0) < 0.5 {
+                    -2.0
+                } else {
+                    5.0
+                }
+            }),
+        ];
+        let s2 = || attrs::ints("strides", &[2, 2]);
+        let layouts: Vec<(&str, Vec<usize>, Vec<AttributeProto>)> = vec![
+            (
+                "3x3/2 pad 1",
+                vec![2, 3, 9, 9],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    s2(),
+                    attrs::ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            (
+                "3x3/2 end pads",
+                vec![1, 3, 10, 10],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    s2(),
+                    attrs::ints("pads", &[0, 0, 1, 1]),
+                ],
+            ),
+            (
+                "2x2/2 tiles",
+                vec![1, 2, 6, 8],
+                vec![attrs::ints("kernel_shape", &[2, 2]), s2()],
+            ),
+            (
+                "2x2/2 odd",
+                vec![1, 2, 7, 5],
+                vec![attrs::ints("kernel_shape", &[2, 2]), s2()],
+            ),
+            (
+                "3x3/2 ceil",
+                vec![1, 2, 8, 7],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    s2(),
+                    attrs::int("ceil_mode", 1),
+                ],
+            ),
+            (
+                "SAME_UPPER",
+                vec![1, 2, 8, 9],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    s2(),
+                    attrs::string("auto_pad", "SAME_UPPER"),
+                ],
+            ),
+            (
+                "3x3/1 pad 1",
+                vec![1, 2, 6, 6],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    attrs::ints("pads", &[1, 1, 1, 1]),
+                ],
+            ),
+            (
+                "dilation 2",
+                vec![1, 2, 8, 8],
+                vec![
+                    attrs::ints("kernel_shape", &[2, 2]),
+                    attrs::ints("dilations", &[2, 2]),
+                ],
+            ),
+            (
+                "column-major storage",
+                vec![1, 2, 7, 7],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 2]),
+                    attrs::ints("strides", &[2, 1]),
+                    attrs::int("storage_order", 1),
+                ],
+            ),
+            (
+                "1-D",
+                vec![2, 3, 11],
+                vec![
+                    attrs::ints("kernel_shape", &[3]),
+                    attrs::ints("strides", &[2]),
+                    attrs::ints("pads", &[1, 1]),
+                ],
+            ),
+            (
+                "3-D",
+                vec![1, 2, 5, 4, 5],
+                vec![
+                    attrs::ints("kernel_shape", &[2, 2, 3]),
+                    attrs::ints("strides", &[2, 1, 2]),
+                    attrs::ints("pads", &[1, 0, 1, 0, 1, 1]),
+                ],
+            ),
+        ];
+        let mut rng = Rng::new(42);
+        let mut failures = vec![];
+        for (lname, shape, pool_attrs) in &layouts {
+            // The reference reads row-major Indices; storage_order only changes their encoding.
+            let ref_attrs: Vec<AttributeProto> = pool_attrs
+                .iter()
+                .filter(|a| a.name != "storage_order")
+                .cloned()
+                .collect();
+            for opset in [13, 17] {
+                let mut b = GraphBuilder::new(opset);
+                let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+                let xi = b.input("x", DataType::DOUBLE, &dims);
+                let y = b.op("MaxPool", &[&xi], pool_attrs.clone());
+                b.output(&y, "y");
+                let model = b.build().unwrap();
+                let (vjp, _) = build_vjp(
+                    &model,
+                    &VjpSpec {
+                        wrt: vec!["x".into()],
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let mut fwd = Runner::new(&model).unwrap();
+                let mut back = Runner::new(&vjp).unwrap();
+                for (fname, fill) in &fills {
+                    let n: usize = shape.iter().product();
+                    let xv: Vec<f64> = (0..n).map(|_| fill(&mut rng)).collect();
+                    let x = HostTensor::float(DataType::DOUBLE, shape.clone(), xv);
+                    let yv = &fwd.run(&[("x", &x)]).unwrap()["y"];
+                    let gv: Vec<f64> = (0..yv.len()).map(|_| rng.normal()).collect();
+                    let g = HostTensor::float(DataType::DOUBLE, yv.shape.clone(), gv);
+                    let want = reference_by_indices(shape, &ref_attrs, &x, &g);
+                    let got = back.run(&[("x", &x), ("y_grad", &g)]).unwrap()["x_grad"].to_f64s();
+                    let err = want
+                        .iter()
+                        .zip(&got)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    if err > 1e-12 {
+                        failures.push(format!("{lname}, opset {opset}, {fname}: max error {err}"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
