@@ -14,11 +14,12 @@ axes-as-input form exists since opset 13).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from files import sha256_file  # scripts/byo is on sys.path (export_clip.py)
 
 MIN_OPSET = 17   # LayerNormalization is a standard op from 17; below it the exporter decomposes it
 MAX_OPSET = 21   # zoom-graph's autodiff is tested on opsets 13-21
@@ -40,12 +41,6 @@ class LoadedModel:
     notes: list = field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_name(name: str) -> str:

@@ -1,12 +1,14 @@
 """card.yaml for an exported StyleGAN: the fields src/models/card.rs reads, plus provenance and checks."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
 import yaml
+
+from files import sha256_file as sha256  # noqa: F401  (scripts/byo is on sys.path; re-exported)
 
 from .interface import StyleLayer
 
@@ -79,12 +81,6 @@ def write(card: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def editable_ranges(layers: list[StyleLayer]) -> list[list[int]]:

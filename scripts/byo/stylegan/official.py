@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from files import sha256_file  # scripts/byo is on sys.path
+
 from .interface import StyleLayer
 
 
@@ -113,12 +115,6 @@ def import_official(repo: str | Path) -> RepoInfo:
 # Loading pickles
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_pickle(path: str | Path) -> tuple[torch.nn.Module, dict]:
