@@ -7,8 +7,8 @@
 #   2. runs a short `zoom diagnose` of configs/byo/ffhq.yaml on them end to end (exact gradients
 #      through one VJP graph over generator, target and CLIP).
 # Needs PyTorch (scripts/byo/setup.sh makes .venv-byo) and a checkout of NVlabs/stylegan3 (or
-# stylegan2-ada-pytorch) for the official generator classes. Not part of CI: about 20-30 min on 2
-# CPU cores.
+# stylegan2-ada-pytorch) for the official generator classes. Not part of CI: about 7 min on 2
+# CPU cores once .venv-byo and the release build exist.
 #
 #   bash scripts/byo/check_random_weights.sh --stylegan-repo DIR [--work DIR]
 set -euo pipefail
