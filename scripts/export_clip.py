@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE / "byo"))
+sys.path.insert(0, str(HERE))  # models.fetch (sha256_file)
 sys.path.insert(0, str(HERE / "byo" / "clip"))
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # models.fetch (sha256_file)
 sys.path.insert(0, str(HERE / "byo"))
 
 try:

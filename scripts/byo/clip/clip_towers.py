@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from files import sha256_file  # scripts/byo is on sys.path (export_clip.py)
+from models.fetch import sha256_file  # scripts/ is on sys.path (export_clip.py)
 
 MIN_OPSET = 17   # LayerNormalization is a standard op from 17; below it the exporter decomposes it
 MAX_OPSET = 21   # zoom-graph's autodiff is tested on opsets 13-21

@@ -8,7 +8,7 @@ import numpy as np
 
 import yaml
 
-from files import sha256_file as sha256  # noqa: F401  (scripts/byo is on sys.path; re-exported)
+from models.fetch import sha256_file as sha256  # noqa: F401  (scripts/ is on sys.path; re-exported)
 
 from .interface import StyleLayer
 

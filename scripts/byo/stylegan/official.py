@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from files import sha256_file  # scripts/byo is on sys.path
+from models.fetch import sha256_file  # scripts/ is on sys.path
 
 from .interface import StyleLayer
 
