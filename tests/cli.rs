@@ -22,14 +22,13 @@ fn write_x(dir: &std::path::Path, rows: &[[f32; 3]]) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn run_matches_values_computed_by_hand() {
-    let dir = tempdir();
-    let model = fixture(dir.path());
-    let rows = [[1.0, 2.0, 3.0], [-1.0, 0.5, -0.25]];
-    let x = write_x(dir.path(), &rows);
-    let out = dir.path().join("out");
-    let o = zoom(
+/// `zoom run MODEL --input x=X --out OUT`.
+fn run_x(
+    model: &std::path::Path,
+    x: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Output {
+    zoom(
         &[
             "run",
             model.to_str().unwrap(),
@@ -39,7 +38,17 @@ fn run_matches_values_computed_by_hand() {
             out.to_str().unwrap(),
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn run_matches_values_computed_by_hand() {
+    let dir = tempdir();
+    let model = fixture(dir.path());
+    let rows = [[1.0, 2.0, 3.0], [-1.0, 0.5, -0.25]];
+    let x = write_x(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let o = run_x(&model, &x, &out);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -77,17 +86,7 @@ fn a_model_with_external_weights_runs_from_any_working_directory() {
     let x = write_x(dir.path(), &rows);
     let out = dir.path().join("out");
     // zoom runs from the repository root, not the model's folder.
-    let o = zoom(
-        &[
-            "run",
-            model.to_str().unwrap(),
-            "--input",
-            &format!("x={}", x.display()),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = run_x(&model, &x, &out);
     assert!(o.status.success(), "{:?}", text(&o));
     let y = npy::read(&out.join("y.npy"))
         .unwrap()
