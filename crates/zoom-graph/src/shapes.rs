@@ -812,6 +812,21 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             Ok(vec![vt(DataType::INT64, vec![fx((e - s).max(0))])])
         }
         "Size" => Ok(vec![vt(DataType::INT64, vec![])]),
+        // Position ids in text towers: Range(0, sequence length, 1). The length is known only
+        // when all three inputs are constants (then folding usually removed the node already).
+        "Range" => {
+            let len = match (inp.c(0), inp.c(1), inp.c(2)) {
+                (Some(a), Some(b), Some(d)) => {
+                    let (a, b, d) = (a.to_f64s()[0], b.to_f64s()[0], d.to_f64s()[0]);
+                    if d == 0.0 {
+                        return Err(err("Range delta is 0".into()));
+                    }
+                    fx(((b - a) / d).ceil().max(0.0) as i64)
+                }
+                _ => Dim::Unknown,
+            };
+            Ok(vec![vt(dt, vec![len])])
+        }
         "ConstantOfShape" => {
             let dtype = match node.get_attr::<TensorProto>("value")? {
                 Some(t) => DataType(t.data_type),

@@ -1,10 +1,18 @@
-//! Test helpers (compiled for tests only): running models on ONNX Runtime (CPU) and a seeded
-//! random generator. ONNX Runtime is a dev-dependency only; the library never links it.
+//! Test helpers (compiled for tests only): running models on ONNX Runtime and a seeded random
+//! generator. ONNX Runtime is a dev-dependency only; the library never links it.
+//!
+//! Tests run on the CPU provider. `ZOOM_GRAPH_TEST_EP=cuda` runs every test graph on the CUDA
+//! provider instead (needs a GPU build of ONNX Runtime in `ORT_DYLIB_PATH`): that is how the
+//! gradient rules are checked on a GPU, where kernels differ (cuDNN, ScatterElements, Resize).
+//! TF32 is off there so that float32 checks keep their CPU tolerances.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::{
+    builder::{GraphOptimizationLevel, SessionBuilder},
+    Session,
+};
 use ort::value::{DynValue, Tensor};
 
 use crate::io::encode_model;
@@ -21,21 +29,69 @@ fn env() -> &'static ort::environment::Environment {
     })
 }
 
+/// A session builder on the provider the tests were asked to use (see the module docs).
+/// Registration failures are errors: a GPU run must not pass by quietly using the CPU.
+fn builder() -> ort::Result<SessionBuilder> {
+    builder_on(std::env::var("ZOOM_GRAPH_TEST_EP").ok().as_deref())
+}
+
+/// Whether the graphs under test run on the CPU (the default).
+pub fn testing_on_cpu() -> bool {
+    matches!(
+        std::env::var("ZOOM_GRAPH_TEST_EP").as_deref(),
+        Err(_) | Ok("") | Ok("cpu")
+    )
+}
+
+fn builder_on(ep: Option<&str>) -> ort::Result<SessionBuilder> {
+    let b = Session::builder(env())?;
+    match ep {
+        None | Some("") | Some("cpu") => Ok(b),
+        Some("cuda") => {
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(0)
+                .with_tf32(false)
+                .build()
+                .error_on_failure();
+            Ok(b.with_execution_providers([cuda])?)
+        }
+        Some(other) => panic!("ZOOM_GRAPH_TEST_EP={other}: expected cpu or cuda"),
+    }
+}
+
 /// A compiled model ready to run.
 pub struct Runner {
     session: Session,
 }
 
 impl Runner {
-    /// Compile `model` on the CPU provider (one intra-op thread: tests run in parallel).
+    /// Compile `model` on the provider under test (one intra-op thread: tests run in parallel).
     pub fn new(model: &ModelProto) -> Result<Self, String> {
         Self::with_threads(model, 1)
     }
 
+    /// Compile on the CPU whatever `ZOOM_GRAPH_TEST_EP` says: for the references a gradient is
+    /// checked against (finite differences of the forward model, ONNX Runtime's own max-pool
+    /// Indices). Computed on a GPU they inherit its kernels: on an H200, finite differences
+    /// through CUDA's float64 Softmax and LayerNormalization were off by up to 20 % where the
+    /// CPU agrees to 1e-7, and CUDA's MaxPool breaks ties differently. The check must test the
+    /// graph under test alone.
+    pub fn reference(model: &ModelProto) -> Result<Self, String> {
+        Self::build(model, 1, builder_on(None))
+    }
+
     /// Compile with `threads` intra-op threads (benchmarks).
     pub fn with_threads(model: &ModelProto, threads: usize) -> Result<Self, String> {
+        Self::build(model, threads, builder())
+    }
+
+    fn build(
+        model: &ModelProto,
+        threads: usize,
+        builder: ort::Result<SessionBuilder>,
+    ) -> Result<Self, String> {
         let bytes = encode_model(model);
-        let session = Session::builder(env())
+        let session = builder
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|b| {
                 b.with_optimization_level(GraphOptimizationLevel::Level3)
@@ -53,7 +109,7 @@ impl Runner {
         prefix: &std::path::Path,
     ) -> Result<Self, String> {
         let bytes = encode_model(model);
-        let session = Session::builder(env())
+        let session = builder()
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|b| b.with_profiling(prefix).map_err(Into::into))
             .and_then(|mut b| b.commit_from_memory(&bytes))
@@ -61,7 +117,8 @@ impl Runner {
         Ok(Runner { session })
     }
 
-    /// End profiling; returns (op type, total µs) sorted by time.
+    /// End profiling; returns (op type, total µs) sorted by time. Nodes that ran on a provider
+    /// other than the CPU are labelled with it, e.g. `Conv@CUDA`.
     pub fn profile(&mut self) -> Vec<(String, f64)> {
         let path = self.session.end_profiling().expect("profiling");
         let text = std::fs::read_to_string(&path).expect("profile file");
@@ -74,7 +131,13 @@ impl Runner {
                     .as_str()
                     .is_some_and(|n| n.ends_with("_kernel_time"))
             {
-                let op = e["args"]["op_name"].as_str().unwrap_or("?").to_string();
+                let op = e["args"]["op_name"].as_str().unwrap_or("?");
+                let op = match e["args"]["provider"].as_str() {
+                    Some(p) if p != "CPUExecutionProvider" => {
+                        format!("{op}@{}", p.trim_end_matches("ExecutionProvider"))
+                    }
+                    _ => op.to_string(),
+                };
                 *by_op.entry(op).or_default() += e["dur"].as_f64().unwrap_or(0.0);
             }
         }
@@ -169,6 +232,33 @@ fn from_ort(v: &DynValue) -> Result<HostTensor, String> {
 
 fn dims(s: &ort::value::Shape) -> Vec<usize> {
     s.iter().map(|&d| d as usize).collect()
+}
+
+/// Standard-normal values for every graph input of `model` (fixed shapes, each input's own
+/// element type), from a generator seeded with `seed`.
+pub fn random_feeds(model: &ModelProto, seed: u64) -> Vec<(String, HostTensor)> {
+    let mut rng = Rng::new(seed);
+    model
+        .graph
+        .as_ref()
+        .expect("graph")
+        .input
+        .iter()
+        .map(|i| {
+            let s: Vec<usize> = i
+                .dims()
+                .expect("input shape")
+                .iter()
+                .map(|d| d.fixed().expect("fixed input dimension") as usize)
+                .collect();
+            let n = s.iter().product();
+            let v = (0..n).map(|_| rng.normal()).collect();
+            (
+                i.name.clone(),
+                HostTensor::float(i.dtype().expect("input type"), s, v),
+            )
+        })
+        .collect()
 }
 
 /// A small seeded generator (SplitMix64) so tests are reproducible without extra crates.

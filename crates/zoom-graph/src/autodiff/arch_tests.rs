@@ -537,29 +537,36 @@ fn vjp_cost_ratio() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let models: Vec<(&str, Build)> = vec![
+    // ZOOM_BENCH_BATCH: images per run (1 by default; GPUs need more to be busy).
+    // ZOOM_BENCH_FP16: also time the float16 conversions of both graphs (meant for GPU providers).
+    let n: usize = std::env::var("ZOOM_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let fp16 = std::env::var("ZOOM_BENCH_FP16").is_ok();
+    let models: Vec<(String, Build)> = vec![
         (
-            "CNN 1x3x128x128 w32",
-            Box::new(|b| cnn(b, DataType::FLOAT, 1, 128, 32)),
+            format!("CNN {n}x3x128x128 w32"),
+            Box::new(move |b| cnn(b, DataType::FLOAT, n, 128, 32)),
         ),
         (
-            "CNN 1x3x128x128 w64",
-            Box::new(|b| cnn(b, DataType::FLOAT, 1, 128, 64)),
+            format!("CNN {n}x3x128x128 w64"),
+            Box::new(move |b| cnn(b, DataType::FLOAT, n, 128, 64)),
         ),
         (
-            "ResNet-18 layout 1x3x224x224",
-            Box::new(|b| resnet18(b, DataType::FLOAT, 1, 224, 64)),
+            format!("ResNet-18 layout {n}x3x224x224"),
+            Box::new(move |b| resnet18(b, DataType::FLOAT, n, 224, 64)),
         ),
         (
-            "U-Net 1x3x128x128 w32",
-            Box::new(|b| unet(b, DataType::FLOAT, 1, 128, 32)),
+            format!("U-Net {n}x3x128x128 w32"),
+            Box::new(move |b| unet(b, DataType::FLOAT, n, 128, 32)),
         ),
         (
-            "ViT 1x3x64x64 d128 h4 x4",
-            Box::new(|b| vit(b, DataType::FLOAT, 1, 64, 128, 4, 4)),
+            format!("ViT {n}x3x64x64 d128 h4 x4"),
+            Box::new(move |b| vit(b, DataType::FLOAT, n, 64, 128, 4, 4)),
         ),
         (
-            "StyleGAN2-like block c64 32->64",
+            "StyleGAN2-like block c64 32->64".to_string(),
             Box::new(|b| stylegan_block(b, DataType::FLOAT, 64, 32)),
         ),
     ];
@@ -586,20 +593,7 @@ fn vjp_cost_ratio() {
         .unwrap();
         let build_s = t0.elapsed().as_secs_f64();
         let g = m.graph.as_ref().unwrap();
-        let mut feeds: Vec<(String, HostTensor)> = vec![];
-        for i in &g.input {
-            let s: Vec<usize> = i
-                .dims()
-                .unwrap()
-                .iter()
-                .map(|d| d.fixed().unwrap() as usize)
-                .collect();
-            let n = s.iter().product();
-            feeds.push((
-                i.name.clone(),
-                HostTensor::float(DataType::FLOAT, s, (0..n).map(|_| rng.normal()).collect()),
-            ));
-        }
+        let feeds = crate::testutil::random_feeds(&m, 7);
         let mut vfeeds = feeds.clone();
         for o in &g.output {
             let s: Vec<usize> = o
@@ -619,6 +613,21 @@ fn vjp_cost_ratio() {
         let mut fr = Runner::with_threads(&m, threads).unwrap();
         let mut vr = Runner::with_threads(&v, threads).unwrap();
         let [tf, tv, cf, cv] = time_pair(&mut fr, &f1, &mut vr, &f2, 100);
+        if fp16 {
+            let opts = crate::fp16::Fp16Options::default();
+            let m16 = crate::fp16::convert_to_fp16(&m, &opts).unwrap().0;
+            let v16 = crate::fp16::convert_to_fp16(&v, &opts).unwrap().0;
+            let mut fr16 = Runner::with_threads(&m16, threads).unwrap();
+            let mut vr16 = Runner::with_threads(&v16, threads).unwrap();
+            let [tf16, tv16, _, _] = time_pair(&mut fr16, &f1, &mut vr16, &f2, 100);
+            eprintln!(
+                "{name}: fp16 min wall {:.2} / {:.2} ms (fp32 / fp16: forward {:.2}x, VJP {:.2}x)",
+                tf16 * 1e3,
+                tv16 * 1e3,
+                tf / tf16,
+                tv / tv16
+            );
+        }
         let hist = op_histogram(&v);
         if std::env::var("ZOOM_BENCH_PROFILE").is_ok() {
             let dir = tempfile::tempdir().unwrap();
@@ -665,25 +674,7 @@ fn op_histogram(m: &crate::proto::ModelProto) -> String {
 /// CPU time per run of a graph (one thread), for comparing gradient formulations.
 fn cpu_per_run(m: &crate::proto::ModelProto, reps: usize) -> f64 {
     use crate::tensor::HostTensor;
-    let g = m.graph.as_ref().unwrap();
-    let mut rng = Rng::new(3);
-    let feeds: Vec<(String, HostTensor)> = g
-        .input
-        .iter()
-        .map(|i| {
-            let s: Vec<usize> = i
-                .dims()
-                .unwrap()
-                .iter()
-                .map(|d| d.fixed().unwrap() as usize)
-                .collect();
-            let n = s.iter().product();
-            (
-                i.name.clone(),
-                HostTensor::float(DataType::FLOAT, s, (0..n).map(|_| rng.normal()).collect()),
-            )
-        })
-        .collect();
+    let feeds = crate::testutil::random_feeds(m, 3);
     let f: Vec<(&str, &HostTensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut r = crate::testutil::Runner::new(m).unwrap();
     r.run(&f).unwrap();

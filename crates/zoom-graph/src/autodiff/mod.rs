@@ -37,7 +37,7 @@ pub mod registry;
 pub mod rules;
 
 #[cfg(test)]
-mod arch_tests;
+pub(crate) mod arch_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -866,7 +866,7 @@ mod tests {
         let outs = b.op_multi("MaxPool", &[&xi], pool_attrs.to_vec(), 2);
         b.output(&outs[1], "idx");
         let m = b.build().unwrap();
-        let idx = Runner::new(&m).unwrap().run(&[("x", x)]).unwrap()["idx"].to_i64s();
+        let idx = Runner::reference(&m).unwrap().run(&[("x", x)]).unwrap()["idx"].to_i64s();
         let mut dx = vec![0.0; x.len()];
         for (i, gv) in idx.iter().zip(g.to_f64s()) {
             dx[*i as usize] += gv;
@@ -1009,7 +1009,7 @@ mod tests {
                     },
                 )
                 .unwrap();
-                let mut fwd = Runner::new(&model).unwrap();
+                let mut fwd = Runner::reference(&model).unwrap();
                 let mut back = Runner::new(&vjp).unwrap();
                 for (fname, fill) in &fills {
                     let n: usize = shape.iter().product();
