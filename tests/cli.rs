@@ -22,23 +22,32 @@ fn write_x(dir: &std::path::Path, rows: &[[f32; 3]]) -> std::path::PathBuf {
     p
 }
 
-/// `zoom run MODEL --input x=X --out OUT`.
+/// `zoom run MODEL --input x=X --out OUT [EXTRA...]`.
 fn run_x(
     model: &std::path::Path,
     x: &std::path::Path,
     out: &std::path::Path,
 ) -> std::process::Output {
-    zoom(
-        &[
-            "run",
-            model.to_str().unwrap(),
-            "--input",
-            &format!("x={}", x.display()),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    )
+    run_x_with(model, x, out, &[])
+}
+
+fn run_x_with(
+    model: &std::path::Path,
+    x: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let x = format!("x={}", x.display());
+    let mut args = vec![
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        &x,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    zoom(&args, &[])
 }
 
 #[test]
@@ -133,6 +142,39 @@ fn doctor_names_the_runtime_and_providers() {
         out.contains("onnxruntime      1.") && out.contains("CPUExecutionProvider"),
         "{out}"
     );
+}
+
+/// float16 exists for GPU providers only: asking for it on the CPU must fail loudly (not run fp32
+/// behind the user's back), while `auto` runs the CPU in fp32 with unchanged results.
+#[test]
+fn precision_fp16_is_refused_on_the_cpu_and_auto_keeps_fp32() {
+    let dir = tempdir();
+    let model = fixture(dir.path());
+    let rows = [[1.0, 2.0, 3.0], [-1.0, 0.5, -0.25]];
+    let x = write_x(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let o = run_x_with(&model, &x, &out, &["--precision", "fp16"]);
+    assert_clean_failure(&o, &["affine.onnx", "fp16", "cpu", "auto"]);
+    assert!(!out.join("y.npy").exists());
+
+    let o = run_x_with(&model, &x, &out, &["--precision", "auto"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let y = npy::read(&out.join("y.npy"))
+        .unwrap()
+        .into_f32("y")
+        .unwrap();
+    let want = affine_relu_by_hand(&rows);
+    for (got, want) in y.iter().zip(want.iter().flatten()) {
+        // fp16 would be off by ~1e-3 here; fp32 matches the hand computation to rounding.
+        assert!(
+            (got - want).abs() < 1e-6,
+            "auto on the CPU must be plain fp32: {got} vs {want}"
+        );
+    }
+
+    let o = run_x_with(&model, &x, &out, &["--precision", "int8"]);
+    assert_clean_failure(&o, &["int8", "fp32, fp16 or auto"]);
 }
 
 #[test]

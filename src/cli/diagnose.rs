@@ -40,6 +40,11 @@ pub fn run(args: Args, global: &Global, ep_from_cli: bool) -> anyhow::Result<()>
     if session.intra_threads.is_none() {
         session.intra_threads = config.runtime.threads;
     }
+    if !global.precision_from_cli {
+        session.precision = config.runtime.precision;
+    }
+    session.conv_search = config.runtime.cudnn_conv_search;
+    session.profile_dir = config.runtime.profile.clone();
     let report = diagnose(
         &config,
         &RunOptions {

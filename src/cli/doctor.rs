@@ -35,6 +35,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     println!("zoom built with  {}", compiled.join(", "));
     let prefs: Vec<&str> = global.session.providers.iter().map(|p| p.name()).collect();
     println!("preference       {}", prefs.join(","));
+    println!("precision        {}", global.session.precision.name());
     println!(
         "threads          {} intra-op per session ({} cores available), graph optimisation: all",
         global.session.threads(),
@@ -44,7 +45,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         for (role, path) in zoom::config::model_paths(config)? {
             match zoom::runtime::Model::load(&path, &global.session) {
                 Ok(m) => {
-                    println!("{role:<16} {} on {}", path.display(), m.provider().name());
+                    println!("{role:<16} {} on {}", path.display(), m.placement());
                     for w in m.warnings() {
                         println!("                 warning: {w}");
                     }

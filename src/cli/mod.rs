@@ -25,6 +25,9 @@ pub struct Cli {
     /// Intra-op threads per session (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Numeric precision: fp32 (default), fp16 (GPU providers only) or auto (fp16 on a GPU).
+    #[arg(long, global = true, value_name = "P")]
+    pub precision: Option<String>,
     /// Print only errors (no progress bars, no summaries).
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -61,6 +64,8 @@ pub struct Global {
     pub session: zoom::runtime::SessionOptions,
     /// --quiet.
     pub quiet: bool,
+    /// Whether --precision was given (it then wins over the config's `runtime.precision`).
+    pub precision_from_cli: bool,
 }
 
 impl Cli {
@@ -73,7 +78,14 @@ impl Cli {
             session: zoom::runtime::SessionOptions {
                 providers,
                 intra_threads: self.threads,
+                precision: match &self.precision {
+                    Some(p) => zoom::runtime::Precision::parse(p, "command line")?,
+                    None => zoom::runtime::Precision::Fp32,
+                },
+                conv_search: zoom::runtime::ConvSearch::default(),
+                profile_dir: None,
             },
+            precision_from_cli: self.precision.is_some(),
             quiet: self.quiet,
         })
     }

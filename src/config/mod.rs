@@ -107,6 +107,9 @@ impl Config {
         if let Some(c) = &mut self.directions.cache {
             fix(c);
         }
+        if let Some(p) = &mut self.runtime.profile {
+            fix(p);
+        }
     }
 
     /// Model and data files with the key that names them.

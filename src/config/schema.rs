@@ -343,6 +343,15 @@ pub struct RuntimeConfig {
     /// Intra-op threads per session (default: all cores).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// `fp32` (default), `fp16` (GPU providers only) or `auto` (fp16 where the provider is a GPU).
+    #[serde(default)]
+    pub precision: crate::runtime::Precision,
+    /// cuDNN convolution-algorithm search on CUDA: `heuristic` (default), `exhaustive`, `default`.
+    #[serde(default)]
+    pub cudnn_conv_search: crate::runtime::ConvSearch,
+    /// Folder for ONNX Runtime profiles of every session (per-node times and providers).
+    #[serde(default)]
+    pub profile: Option<PathBuf>,
 }
 
 fn default_ep() -> Vec<Provider> {
@@ -354,6 +363,9 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             ep: default_ep(),
             threads: None,
+            precision: crate::runtime::Precision::Fp32,
+            cudnn_conv_search: crate::runtime::ConvSearch::Heuristic,
+            profile: None,
         }
     }
 }

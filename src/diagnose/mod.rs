@@ -104,19 +104,10 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
     ] {
         warnings.extend(m.warnings().iter().map(|w| format!("{role}: {w}")));
     }
-    let providers = vec![
-        (
-            "generator".to_string(),
-            pipe.generator.model().provider().name().to_string(),
-        ),
-        (
-            "target".to_string(),
-            pipe.target.model().provider().name().to_string(),
-        ),
-        (
-            "clip".to_string(),
-            pipe.clip.image_model().provider().name().to_string(),
-        ),
+    let mut providers = vec![
+        ("generator".to_string(), pipe.generator.model().placement()),
+        ("target".to_string(), pipe.target.model().placement()),
+        ("clip".to_string(), pipe.clip.image_model().placement()),
     ];
     let bound = config
         .search
@@ -155,6 +146,9 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
         opts,
         &mut warnings,
     )?;
+    if let Some(chain) = &pipe.exact {
+        providers.push(("gradient".to_string(), chain.placement()));
+    }
     let labels = attack_labels(config, &attributes, nulls.len());
     let chunks: Vec<Vec<usize>> = (0..config.samples)
         .collect::<Vec<_>>()

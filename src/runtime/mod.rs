@@ -5,11 +5,13 @@
 //! (`--ort-lib`), `$ORT_DYLIB_PATH`, the path `.cargo/config.toml` pointed at when zoom was built, and
 //! `libonnxruntime.so` next to the executable. A missing library is an error that says what to run.
 
+mod precision;
 mod providers;
 mod session;
 mod tensor;
 
-pub use providers::{parse_provider_list, Provider};
+pub use precision::Precision;
+pub use providers::{parse_provider_list, ConvSearch, Provider};
 pub use session::{precheck_model_file, Model, SessionOptions, TensorInfo};
 pub use tensor::{DType, Tensor};
 

@@ -74,11 +74,47 @@ pub fn parse_provider_list(list: &str, source: &str) -> Result<Vec<Provider>> {
     Ok(out)
 }
 
-fn dispatch(p: Provider) -> Option<ep::ExecutionProviderDispatch> {
+/// How cuDNN picks a convolution algorithm for each new input shape (the CUDA provider only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvSearch {
+    /// cuDNN's heuristic: no benchmarking, so a new batch size costs nothing. zoom's default,
+    /// because its runs meet several shapes (chunk remainders, probes, the gradient graph).
+    #[default]
+    Heuristic,
+    /// Benchmark every algorithm on the first run of each shape (ONNX Runtime's own default):
+    /// pays off only on long runs with few shapes.
+    Exhaustive,
+    /// cuDNN's implicit-GEMM algorithm, always.
+    Default,
+}
+
+/// Provider settings beyond the preference list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderTuning {
+    /// cuDNN algorithm search (CUDA).
+    pub conv_search: ConvSearch,
+    /// Allow TF32 tensor-core math for float32 matrix products and convolutions (CUDA). Off when
+    /// the user asked for fp32, so that fp32 on a GPU agrees with the CPU to float32 noise.
+    pub tf32: bool,
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+fn dispatch(p: Provider, tuning: ProviderTuning) -> Option<ep::ExecutionProviderDispatch> {
     match p {
         Provider::Cpu => Some(ep::CPU::default().build()),
         #[cfg(feature = "cuda")]
-        Provider::Cuda => Some(ep::CUDA::default().with_device_id(0).build()),
+        Provider::Cuda => Some(
+            ep::CUDA::default()
+                .with_device_id(0)
+                .with_tf32(tuning.tf32)
+                .with_conv_algorithm_search(match tuning.conv_search {
+                    ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                    ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                    ConvSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+                })
+                .build(),
+        ),
         #[cfg(feature = "tensorrt")]
         Provider::TensorRt => Some(
             ep::TensorRT::default()
@@ -101,13 +137,14 @@ fn dispatch(p: Provider) -> Option<ep::ExecutionProviderDispatch> {
 pub(crate) fn register(
     mut builder: SessionBuilder,
     prefs: &[Provider],
+    tuning: ProviderTuning,
 ) -> (SessionBuilder, Provider, Vec<String>) {
     let mut warnings = Vec::new();
     for &p in prefs {
         if p == Provider::Cpu {
             return (builder, Provider::Cpu, warnings);
         }
-        let Some(d) = dispatch(p) else {
+        let Some(d) = dispatch(p, tuning) else {
             warnings.push(format!(
                 "execution provider `{}` skipped: zoom was built without the `{}` cargo feature",
                 p.name(),

@@ -1,6 +1,7 @@
 //! A loaded model: one ONNX Runtime session with its declared inputs/outputs, checked before each run.
 
-use super::providers::{register, Provider};
+use super::precision::{to_fp16, Precision};
+use super::providers::{register, ConvSearch, Provider, ProviderTuning};
 use super::tensor::{DType, Tensor};
 use crate::error::{Error, Result};
 use ort::session::builder::GraphOptimizationLevel;
@@ -18,6 +19,13 @@ pub struct SessionOptions {
     pub providers: Vec<Provider>,
     /// Intra-op threads; `None` = all available cores.
     pub intra_threads: Option<usize>,
+    /// float32, or float16 inside the graph on GPU providers.
+    pub precision: Precision,
+    /// cuDNN convolution-algorithm search (CUDA provider).
+    pub conv_search: ConvSearch,
+    /// Write an ONNX Runtime profile (per-node times and providers, JSON) of every session into
+    /// this folder, for finding what is slow on a given machine.
+    pub profile_dir: Option<PathBuf>,
 }
 
 impl Default for SessionOptions {
@@ -25,6 +33,9 @@ impl Default for SessionOptions {
         SessionOptions {
             providers: vec![Provider::Cpu],
             intra_threads: None,
+            precision: Precision::Fp32,
+            conv_search: ConvSearch::default(),
+            profile_dir: None,
         }
     }
 }
@@ -88,7 +99,20 @@ pub struct Model {
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     provider: Provider,
+    fp16: bool,
+    profiling: bool,
     warnings: Vec<String>,
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        if self.profiling {
+            match self.session.end_profiling() {
+                Ok(file) => tracing::info!("{}: ONNX Runtime profile in {file}", self.label),
+                Err(e) => tracing::warn!("{}: profile not written: {e}", self.label),
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -137,15 +161,21 @@ impl Model {
         precheck_model_file(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         zoom_graph_precheck(path, &bytes)?;
-        Self::build(&bytes, path, options)
+        Self::build(&bytes, path, true, options)
     }
 
     /// Builds a session from an in-memory model; `origin` names it in messages.
     pub fn from_bytes(bytes: &[u8], origin: &Path, options: &SessionOptions) -> Result<Model> {
-        Self::build(bytes, origin, options)
+        Self::build(bytes, origin, false, options)
     }
 
-    fn build(bytes: &[u8], path: &Path, options: &SessionOptions) -> Result<Model> {
+    /// `from_file`: `bytes` are the file at `path`, whose external weights (if any) lie beside it.
+    fn build(
+        bytes: &[u8],
+        path: &Path,
+        from_file: bool,
+        options: &SessionOptions,
+    ) -> Result<Model> {
         let env = super::init(None)?;
         let ctx = || format!("loading {}", path.display());
         let builder = Session::builder(env)
@@ -168,10 +198,54 @@ impl Model {
                 }
             })
             .map_err(|e: ort::Error| Error::runtime(ctx(), e))?;
-        let (mut builder, provider, warnings) = register(builder, &options.providers);
+        let builder = match &options.profile_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let stem: String = path
+                    .file_name()
+                    .map_or("model".into(), |f| f.to_string_lossy().into_owned())
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let role = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map_or(String::new(), |d| format!("{}-", d.to_string_lossy()));
+                builder
+                    .with_profiling(dir.join(format!("{role}{stem}")))
+                    .map_err(|e| Error::runtime(ctx(), e))?
+            }
+            None => builder,
+        };
+        let tuning = ProviderTuning {
+            conv_search: options.conv_search,
+            tf32: options.precision != Precision::Fp32,
+        };
+        let (mut builder, provider, warnings) = register(builder, &options.providers, tuning);
         for w in &warnings {
             tracing::warn!("{}: {w}", path.display());
         }
+        let fp16 = options.precision.use_fp16(provider, path)?;
+        let converted;
+        let bytes = if fp16 {
+            // The conversion needs every weight in memory, external data included.
+            let proto = if from_file {
+                zoom_graph::read_model(path)
+            } else {
+                zoom_graph::io::decode_model(bytes, path)
+            }
+            .map_err(|e| Error::model(path, e.to_string()))?;
+            converted = to_fp16(&proto, path)?;
+            &converted[..]
+        } else {
+            bytes
+        };
         let session = builder
             .commit_from_memory(bytes)
             .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
@@ -195,6 +269,8 @@ impl Model {
             inputs,
             outputs,
             provider,
+            fp16,
+            profiling: options.profile_dir.is_some(),
             warnings,
         })
     }
@@ -217,6 +293,20 @@ impl Model {
     /// The execution provider the session was built with.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// Whether the graph runs in float16 (see [`Precision`]).
+    pub fn fp16(&self) -> bool {
+        self.fp16
+    }
+
+    /// The provider and precision, as reports show them: `cpu`, `cuda fp16`.
+    pub fn placement(&self) -> String {
+        if self.fp16 {
+            format!("{} fp16", self.provider.name())
+        } else {
+            self.provider.name().to_string()
+        }
     }
 
     /// Provider fallbacks that happened while loading.
@@ -291,10 +381,16 @@ impl Model {
         for (name, t) in &outs {
             let bad = t.non_finite_count();
             if bad > 0 {
+                let hint = if self.fp16 {
+                    "; the graph runs in float16, where values beyond ±65504 overflow: \
+                     run it with precision fp32"
+                } else {
+                    ""
+                };
                 return Err(self.tensor_error(
                     name,
                     format!(
-                        "output contains {bad} NaN/Inf values out of {}",
+                        "output contains {bad} NaN/Inf values out of {}{hint}",
                         t.shape().iter().product::<usize>()
                     ),
                 ));

@@ -24,7 +24,17 @@ pub struct ExactChain {
     target_out: String,
     target_shape: Vec<usize>,
     clip_out: Option<String>,
+    /// Cotangents are multiplied by this before the graph and the gradient divided by it after
+    /// (static loss scaling): in float16 the small cotangents deep in the chain would otherwise
+    /// flush to zero. A power of two, so the scaling itself is exact.
+    cotangent_scale: f32,
 }
+
+/// Loss scale for float16 gradient graphs. 2^7 keeps cotangents of order one (what the attack
+/// losses produce) far from float16's overflow at 65504 while lifting the smallest ones out of
+/// its subnormal range; the start-up check against finite differences catches a model for which
+/// this is wrong.
+const FP16_COTANGENT_SCALE: f32 = 128.0;
 
 fn compose_err(e: zoom_graph::Error) -> Error {
     Error::Graph(format!(
@@ -85,13 +95,24 @@ impl ExactChain {
             .iter()
             .map(|d| d.unwrap_or(1).max(0) as usize)
             .collect();
+        let cotangent_scale = if vjp.fp16() {
+            FP16_COTANGENT_SCALE
+        } else {
+            1.0
+        };
         Ok(ExactChain {
             vjp,
             batch,
             target_out,
             target_shape,
             clip_out,
+            cotangent_scale,
         })
+    }
+
+    /// Provider and precision of the gradient graph, as reports show them.
+    pub fn placement(&self) -> String {
+        self.vjp.placement()
     }
 
     /// ∂L/∂edit for rows of (z, edit), given ∂L/∂(target output row) and ∂L/∂(CLIP embedding).
@@ -116,11 +137,12 @@ impl ExactChain {
             };
             let zt = Tensor::F32(pad(z).into_dyn());
             let et = Tensor::F32(pad(edit).into_dyn());
-            let rg = pad(row_grad)
+            let scale = self.cotangent_scale;
+            let rg = (pad(row_grad) * scale)
                 .into_shape_with_order(IxDyn(&self.target_shape))
                 .map_err(|e| Error::runtime("shaping the target cotangent", e))?;
             let rg = Tensor::F32(rg);
-            let cg = clip_grad.map(|c| Tensor::F32(pad(c).into_dyn()));
+            let cg = clip_grad.map(|c| Tensor::F32((pad(c) * scale).into_dyn()));
             let grad_name = format!("{}_grad", self.target_out);
             let clip_name = self.clip_out.as_ref().map(|c| format!("{c}_grad"));
             let mut feed: Vec<(&str, &Tensor)> =
@@ -137,7 +159,7 @@ impl ExactChain {
                 .into_dimensionality::<ndarray::Ix2>()
                 .map_err(|e| Error::runtime("reading edit_grad", e))?;
             out.slice_mut(s![start..end, ..])
-                .assign(&g.slice(s![..end - start, ..]));
+                .assign(&(&g.slice(s![..end - start, ..]) / scale));
             start = end;
         }
         Ok(out)
