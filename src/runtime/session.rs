@@ -231,18 +231,34 @@ impl Model {
         for w in &warnings {
             tracing::warn!("{}: {w}", path.display());
         }
-        let fp16 = options.precision.use_fp16(provider, path)?;
+        let mut fp16 = options.precision.use_fp16(provider, path)?;
+        let mut warnings = warnings;
         let converted;
         let bytes = if fp16 {
             // The conversion needs every weight in memory, external data included.
-            let proto = if from_file {
+            let attempt = if from_file {
                 zoom_graph::read_model(path)
             } else {
                 zoom_graph::io::decode_model(bytes, path)
             }
-            .map_err(|e| Error::model(path, e.to_string()))?;
-            converted = to_fp16(&proto, path)?;
-            &converted[..]
+            .map_err(|e| Error::model(path, e.to_string()))
+            .and_then(|proto| to_fp16(&proto, path));
+            match attempt {
+                Ok(b) => {
+                    converted = b;
+                    &converted[..]
+                }
+                // `auto` means float16 where it can be had: a model the pass cannot convert
+                // runs in float32 rather than stopping the run.
+                Err(e) if options.precision == Precision::Auto => {
+                    let w = format!("precision auto: running in fp32: {e}");
+                    tracing::warn!("{w}");
+                    warnings.push(w);
+                    fp16 = false;
+                    bytes
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             bytes
         };
