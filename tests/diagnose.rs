@@ -366,3 +366,40 @@ fn keypoints_on_an_output_that_holds_no_landmarks_is_named() {
     let o = diagnose("configs/demo-landmarks.yaml", &tmp.path().join("x"), &sets);
     assert_clean_failure(&o, &["softmax_2", "[N, 2]"]);
 }
+
+/// GPU runs pad every call to the batch size (one input shape per session); the padding rows
+/// must not leak into the results. Checked on the CPU by turning the padding on.
+#[test]
+fn padded_fixed_shape_batches_give_the_same_evaluation() {
+    require_demo_models();
+    let config = zoom::config::Config::load(&root().join(DEMO), &[]).expect("demo config");
+    let session = zoom::runtime::SessionOptions {
+        intra_threads: Some(1),
+        ..Default::default()
+    };
+    let mut pipe = zoom::diagnose::load_pipeline(&config, &session).expect("pipeline");
+    pipe.consistency = Some(pipe.clip.text.encode(&["a smiling face".into()]).unwrap());
+    pipe.batch_size = 3;
+    let (n, zd, ed) = (7, pipe.generator.card.z_dim, pipe.generator.card.style_dim);
+    let z = ndarray::Array2::from_shape_fn((n, zd), |(i, j)| {
+        ((i * 31 + j * 7) % 13) as f32 / 6.0 - 1.0
+    });
+    let e = ndarray::Array2::from_shape_fn((n, ed), |(i, j)| ((i + j) % 5) as f32 * 0.1);
+    pipe.fixed_batch = false;
+    let plain = pipe.evaluate(&z, &e, true).unwrap();
+    pipe.fixed_batch = true;
+    let padded = pipe.evaluate(&z, &e, true).unwrap();
+    assert_eq!(padded.rows.dim(), plain.rows.dim());
+    assert_eq!(padded.bad, plain.bad);
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(
+        padded.rows.as_slice().unwrap(),
+        plain.rows.as_slice().unwrap()
+    ));
+    let (pl, ql) = (plain.clip_logits.unwrap(), padded.clip_logits.unwrap());
+    assert_eq!(pl.dim(), (n, 1));
+    assert!(close(ql.as_slice().unwrap(), pl.as_slice().unwrap()));
+    let (pi, qi) = (plain.images.unwrap(), padded.images.unwrap());
+    assert_eq!(qi.dim(), pi.dim());
+    assert!(close(qi.as_slice().unwrap(), pi.as_slice().unwrap()));
+}

@@ -17,6 +17,12 @@ pub struct Pipeline {
     pub consistency: Option<Array2<f32>>,
     /// Images per ONNX Runtime call.
     pub batch_size: usize,
+    /// Pad every call to exactly `batch_size` images (zero rows, results dropped). On GPUs a
+    /// new input shape costs far more than the padding: ONNX Runtime's CUDA Conv rebuilds its
+    /// cuDNN plan whenever the shape differs from the previous call, and an evaluation of 40
+    /// images alternating calls of 32 and 8 made the gender demo's target 8× slower per call
+    /// than the fixed-shape gradient graph running the same convolutions (docs/gpu.md).
+    pub fixed_batch: bool,
     /// Images rendered so far (for throughput figures).
     pub images_rendered: usize,
     /// The exact-gradient chain; `None` = finite differences.
@@ -52,19 +58,27 @@ impl Pipeline {
         let mut start = 0;
         while start < n {
             let end = (start + self.batch_size).min(n);
-            let zb = z.slice(s![start..end, ..]).to_owned();
-            let eb = edit.slice(s![start..end, ..]).to_owned();
+            let real = end - start;
+            let rows_of = |a: &Array2<f32>| {
+                let mut b = a.slice(s![start..end, ..]).to_owned();
+                if self.fixed_batch && real < self.batch_size {
+                    let pad = Array2::zeros((self.batch_size - real, a.ncols()));
+                    b = concatenate(Axis(0), &[b.view(), pad.view()]).expect("same width");
+                }
+                b
+            };
+            let (zb, eb) = (rows_of(z), rows_of(edit));
             let img = self.generator.render(&zb, &eb)?;
-            self.images_rendered += end - start;
+            self.images_rendered += real;
             let r = self.target.rows(&img)?;
-            rows.push(r.values);
-            bad.extend(r.bad);
+            rows.push(r.values.slice(s![..real, ..]).to_owned());
+            bad.extend(r.bad.into_iter().take(real));
             if let Some(text) = &self.consistency {
                 let emb = self.clip.embed_images(&img)?;
-                logits.push(emb.dot(&text.t()) * self.clip.logit_scale);
+                logits.push(emb.slice(s![..real, ..]).dot(&text.t()) * self.clip.logit_scale);
             }
             if keep_images {
-                images.push(img);
+                images.push(img.slice(s![..real, .., .., ..]).to_owned());
             }
             start = end;
         }
