@@ -62,16 +62,20 @@ fn activation(
     let one = ctx.scalar(1.0, dt);
     let d = match n.op_type.as_str() {
         "Relu" => {
-            // g·cast(x > 0): ONNX Runtime's Mul is vectorised where its Where with a broadcast
-            // scalar is not (a quarter of a mini-Xception VJP's time went to Where).
-            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            // g·cast(y > 0) with y = relu(x): ONNX Runtime's Mul is vectorised where its Where
+            // with a broadcast scalar is not, and testing the output rather than x leaves x to
+            // Relu alone, so ONNX Runtime still fuses Conv+Relu (gender demo 3.9× → 3.8×;
+            // Sign(y) instead of the cast was slower, 4.35×).
+            let pos = ctx.b.op("Greater", &[y, &zero], vec![]);
             let mask = ctx.b.cast(&pos, dt);
             return grads(vec![ctx.b.mul(&g, &mask)]);
         }
         "LeakyRelu" => {
             let alpha = n.attr_or::<f32>("alpha", 0.01)? as f64;
             let a = ctx.scalar(alpha, dt);
-            let pos = ctx.b.op("Greater", &[x, &zero], vec![]);
+            // With a positive slope y > 0 exactly where x > 0: test the output (as for Relu).
+            let src = if alpha > 0.0 { y } else { x };
+            let pos = ctx.b.op("Greater", &[src, &zero], vec![]);
             ctx.b.where_(&pos, &one, &a)
         }
         "Sigmoid" => {
