@@ -158,9 +158,12 @@ impl<'a> VjpCtx<'a> {
         Ok(self.b.fill(&shape, dtype, 0.0))
     }
 
-    /// `Where(cond, g, 0)`.
+    /// `g` where `cond` holds, 0 elsewhere.
     pub fn mask(&mut self, cond: &str, g: &str, dtype: DataType) -> String {
-        let zero = self.scalar(0.0, dtype);
-        self.b.where_(cond, g, &zero)
+        // g·cast(cond) rather than Where(cond, g, 0): ONNX Runtime vectorises Mul but not a Where
+        // broadcasting its scalar (Clip's masks cost 0.28 of the selfie segmenter's forward pass
+        // as Where). Cotangents are finite, so the two agree.
+        let m = self.b.cast(cond, dtype);
+        self.b.mul(g, &m)
     }
 }
