@@ -33,7 +33,7 @@ _Dumper.add_representer(float, _float)
 
 
 def _clean(obj):
-    """numpy → python; lists of scalars → one-line flow lists."""
+    """numpy → python, paths → strings; lists of scalars → one-line flow lists."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, np.ndarray):
@@ -46,6 +46,8 @@ def _clean(obj):
         return items
     if isinstance(obj, np.generic):
         return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
     return obj
 
 

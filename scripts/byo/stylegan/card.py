@@ -8,7 +8,8 @@ import numpy as np
 
 import yaml
 
-from models.fetch import sha256_file as sha256  # noqa: F401  (scripts/ is on sys.path; re-exported)
+from models import cards  # the demo cards' YAML layout (scripts/ is on sys.path)
+from models.fetch import sha256_file as sha256  # noqa: F401  (re-exported)
 
 from .interface import StyleLayer
 
@@ -30,46 +31,8 @@ DEFAULT_BOUND_NOTE = (
     "--default-bound after looking at edit grids, e.g. zoom generate --edit random:K:ALPHA).")
 
 
-class _Flow(list):
-    pass
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
-
-
-def _float(dumper, value):
-    if value == value and abs(value) != float("inf"):
-        value = float(f"{value:.6g}")
-    return yaml.SafeDumper.represent_float(dumper, value)
-
-
-_Dumper.add_representer(float, _float)
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    if isinstance(obj, (list, tuple)):
-        items = [_clean(v) for v in obj]
-        if items and all(isinstance(v, (int, float, bool)) or v is None or (isinstance(v, str) and len(v) <= 40)
-                         for v in items):
-            return _Flow(items)
-        return items
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def dump(card: dict) -> str:
-    return HEADER + yaml.dump(_clean(card), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    return HEADER + cards.dump(card)
 
 
 def write(card: dict, path: Path) -> None:
