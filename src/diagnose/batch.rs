@@ -7,7 +7,6 @@
 //! memory available now is spent on it: host memory on the CPU, the GPU's free memory (from
 //! `nvidia-smi`) when the models run on CUDA or TensorRT.
 
-use crate::runtime::Provider;
 use crate::search::pipeline::Pipeline;
 use zoom_graph::shapes::{fix_input_shapes, infer};
 use zoom_graph::ModelProto;
@@ -32,7 +31,7 @@ pub fn auto_batch_size(pipe: &Pipeline) -> (usize, String) {
     if gen.fp16() {
         per_image /= 2;
     }
-    let on_gpu = matches!(gen.provider(), Provider::Cuda | Provider::TensorRt);
+    let on_gpu = gen.provider().is_gpu();
     let (available, source) = match (on_gpu, on_gpu.then(gpu_free_memory).flatten()) {
         (true, Some(free)) => (Some(free), "free on the GPU"),
         (true, None) => (

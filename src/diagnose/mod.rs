@@ -10,7 +10,7 @@ use crate::directions::{self, ChannelRelevance, Direction, RelevanceSettings};
 use crate::error::{Error, Result};
 use crate::models::{Clip, Generator, Target};
 use crate::report::schema::{Report, SampleRecord};
-use crate::runtime::{Provider, SessionOptions};
+use crate::runtime::SessionOptions;
 use crate::sampling::{latent, latents, rng, Stream};
 use crate::search::{self, sweep, Attack, AttackResult, Pipeline, SearchSettings};
 use ndarray::{Array1, Array2};
@@ -73,7 +73,7 @@ pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeli
     let clip = Clip::load(&config.clip, hw, session)?;
     let on_gpu = [generator.model(), target.model(), clip.image_model()]
         .iter()
-        .any(|m| matches!(m.provider(), Provider::Cuda | Provider::TensorRt));
+        .any(|m| m.provider().is_gpu());
     let mut pipe = Pipeline {
         generator,
         target,

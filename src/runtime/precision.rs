@@ -51,7 +51,7 @@ impl Precision {
     /// Whether a session on `provider` runs in float16. Asking for fp16 on the CPU is an error
     /// rather than a silent fallback: the user asked for a speed/accuracy trade that cannot happen.
     pub fn use_fp16(self, provider: Provider, model: &Path) -> Result<bool> {
-        let gpu = matches!(provider, Provider::Cuda | Provider::TensorRt);
+        let gpu = provider.is_gpu();
         match self {
             Precision::Fp32 => Ok(false),
             Precision::Auto => Ok(gpu),

@@ -40,6 +40,11 @@ impl Provider {
         }
     }
 
+    /// Whether the provider runs on a GPU (device memory, float16 kernels, shape-keyed plans).
+    pub fn is_gpu(self) -> bool {
+        matches!(self, Provider::Cuda | Provider::TensorRt)
+    }
+
     fn parse(s: &str) -> Option<Provider> {
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Some(Provider::Cpu),

@@ -32,15 +32,17 @@ fn env() -> &'static ort::environment::Environment {
 /// A session builder on the provider the tests were asked to use (see the module docs).
 /// Registration failures are errors: a GPU run must not pass by quietly using the CPU.
 fn builder() -> ort::Result<SessionBuilder> {
-    builder_on(std::env::var("ZOOM_GRAPH_TEST_EP").ok().as_deref())
+    builder_on(test_ep().as_deref())
+}
+
+/// `ZOOM_GRAPH_TEST_EP`, if set.
+fn test_ep() -> Option<String> {
+    std::env::var("ZOOM_GRAPH_TEST_EP").ok()
 }
 
 /// Whether the graphs under test run on the CPU (the default).
 pub fn testing_on_cpu() -> bool {
-    matches!(
-        std::env::var("ZOOM_GRAPH_TEST_EP").as_deref(),
-        Err(_) | Ok("") | Ok("cpu")
-    )
+    matches!(test_ep().as_deref(), None | Some("") | Some("cpu"))
 }
 
 fn builder_on(ep: Option<&str>) -> ort::Result<SessionBuilder> {
@@ -232,6 +234,12 @@ fn from_ort(v: &DynValue) -> Result<HostTensor, String> {
 
 fn dims(s: &ort::value::Shape) -> Vec<usize> {
     s.iter().map(|&d| d as usize).collect()
+}
+
+/// Names of the graph inputs of `model` (what a test differentiates with respect to).
+pub fn input_names(model: &ModelProto) -> Vec<String> {
+    let g = model.graph.as_ref().expect("graph");
+    g.input.iter().map(|i| i.name.clone()).collect()
 }
 
 /// Standard-normal values for every graph input of `model` (fixed shapes, each input's own

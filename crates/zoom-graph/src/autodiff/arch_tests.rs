@@ -579,14 +579,7 @@ fn vjp_cost_ratio() {
         let (v, _) = build_vjp(
             &m,
             &VjpSpec {
-                wrt: m
-                    .graph
-                    .as_ref()
-                    .unwrap()
-                    .input
-                    .iter()
-                    .map(|i| i.name.clone())
-                    .collect(),
+                wrt: crate::testutil::input_names(&m),
                 ..Default::default()
             },
         )

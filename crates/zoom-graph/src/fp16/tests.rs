@@ -3,7 +3,7 @@
 use super::*;
 use crate::builder::GraphBuilder;
 use crate::tensor::HostTensor;
-use crate::testutil::{random_feeds, Rng, Runner};
+use crate::testutil::{input_names, random_feeds, Rng, Runner};
 use crate::{build_vjp, Dim, VjpSpec};
 
 // ----- a small type checker ----------------------------------------------------------
@@ -347,14 +347,7 @@ fn build(opset: i64, f: impl FnOnce(&mut GraphBuilder)) -> ModelProto {
 }
 
 fn vjp_of(m: &ModelProto) -> ModelProto {
-    let wrt = m
-        .graph
-        .as_ref()
-        .unwrap()
-        .input
-        .iter()
-        .map(|i| i.name.clone())
-        .collect();
+    let wrt = input_names(m);
     build_vjp(
         m,
         &VjpSpec {
