@@ -18,7 +18,7 @@
 //! | Mish | g·(tanh(sp) + x·σ(x)·(1−tanh²(sp))), sp = softplus(x) |
 //! | Gelu (none) | g·(Φ(x) + x·φ(x)) |
 //! | Gelu (tanh) | g·(½(1+t) + ½x(1−t²)·√(2/π)(1+3·0.044715x²)), t = tanh(√(2/π)(x+0.044715x³)) |
-//! | Clip(min,max) | g·𝟙(min ≤ x ≤ max) |
+//! | Clip(min,max) | g·𝟙(min ≤ x ≤ max), tested as 𝟙(y = x) |
 
 use super::{dy0, grads};
 use crate::autodiff::ctx::VjpCtx;
@@ -243,23 +243,16 @@ fn clip(
     if need.iter().skip(1).any(|&b| b) {
         return Err(n.unsupported("gradient with respect to Clip's min/max inputs"));
     }
-    let mut inside: Option<String> = None;
-    if let Some(lo) = n.input_opt(1) {
-        inside = Some(ctx.b.op("GreaterOrEqual", &[x, lo], vec![]));
-    }
-    if let Some(hi) = n.input_opt(2) {
-        let c = ctx.b.op("LessOrEqual", &[x, hi], vec![]);
-        inside = Some(match inside {
-            Some(i) => ctx.b.op("And", &[&i, &c], vec![]),
-            None => c,
-        });
-    }
-    let d = match inside {
-        Some(i) => {
-            let dt = ctx.dtype(x)?;
-            ctx.mask(&i, &g, dt)
-        }
-        None => g,
+    // min ≤ x ≤ max exactly where Clip passes x through unchanged, so one comparison of the
+    // output with x is the mask (NaN compares false either way). Half the passes of two
+    // bound tests and an And: hard-swish layers are full of Clips (selfie demo).
+    let bounded = n.input_opt(1).is_some() || n.input_opt(2).is_some();
+    let d = if bounded {
+        let inside = ctx.b.op("Equal", &[&n.output[0], x], vec![]);
+        let dt = ctx.dtype(x)?;
+        ctx.mask(&inside, &g, dt)
+    } else {
+        g
     };
     let mut out = vec![None; n.input.len()];
     out[0] = Some(d);
@@ -368,5 +361,38 @@ mod tests {
                 .named("relu-like"),
         );
         run_cases(cases);
+    }
+
+    /// At the bounds themselves Clip's gradient passes (min ≤ x ≤ max, as PyTorch's clamp), and
+    /// NaN gets none; finite differences cannot see either, so check them by value.
+    #[test]
+    fn clip_gradient_at_the_bounds_and_nan() {
+        use crate::autodiff::{build_vjp, VjpSpec};
+        use crate::builder::GraphBuilder;
+        use crate::tensor::HostTensor;
+        use crate::testutil::Runner;
+        use crate::{DataType, Dim};
+
+        let xs = [-0.5, 0.7, -0.6, 0.8, 0.1, f64::NAN, -0.0, f64::INFINITY];
+        let want = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+        for dt in [DataType::FLOAT, DataType::DOUBLE] {
+            let mut b = GraphBuilder::new(17);
+            let x = b.input("x", dt, &[Dim::Fixed(xs.len() as i64)]);
+            let lo = b.scalar(dt, -0.5);
+            let hi = b.scalar(dt, 0.7);
+            let y = b.op("Clip", &[&x, &lo, &hi], vec![]);
+            b.output(&y, "y");
+            let model = b.build().unwrap();
+            let spec = VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            };
+            let (vjp, _) = build_vjp(&model, &spec).unwrap();
+            let mut run = Runner::new(&vjp).unwrap();
+            let xt = HostTensor::float(dt, vec![xs.len()], xs.to_vec());
+            let g = HostTensor::float(dt, vec![xs.len()], vec![1.0; xs.len()]);
+            let got = run.run(&[("x", &xt), ("y_grad", &g)]).unwrap()["x_grad"].to_f64s();
+            assert_eq!(got, want, "{dt:?}");
+        }
     }
 }
