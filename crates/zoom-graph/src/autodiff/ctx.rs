@@ -17,6 +17,8 @@ pub struct VjpCtx<'a> {
     pub(crate) extra_outputs: Vec<(usize, usize, String)>,
     /// Index of the node being differentiated.
     pub(crate) node_index: usize,
+    /// Forward nodes whose outputs a rule now computes itself (see [`VjpCtx::recompute_forward`]).
+    pub(crate) replaced: Vec<usize>,
 }
 
 impl<'a> VjpCtx<'a> {
@@ -26,6 +28,7 @@ impl<'a> VjpCtx<'a> {
             inf,
             extra_outputs: vec![],
             node_index: 0,
+            replaced: vec![],
         }
     }
 
@@ -103,6 +106,24 @@ impl<'a> VjpCtx<'a> {
         let name = self.b.fresh(&base);
         self.extra_outputs.push((self.node_index, k, name.clone()));
         name
+    }
+
+    /// Compute the forward node's output `k` as `value` instead of running the node itself: the
+    /// gradient graph drops the node and `value` takes over its output name. Only for rules
+    /// whose gradient already computes most of the forward result, and only with bit-identical
+    /// values (the gradient model returns the forward outputs too). Call it for every output.
+    pub fn recompute_forward(&mut self, node: &NodeProto, k: usize, value: &str) {
+        let name = self.b.fresh(&format!("{}_recomputed", node.label()));
+        self.b.node(NodeProto {
+            name,
+            op_type: "Identity".into(),
+            input: vec![value.to_string()],
+            output: vec![node.output[k].clone()],
+            ..Default::default()
+        });
+        if !self.replaced.contains(&self.node_index) {
+            self.replaced.push(self.node_index);
+        }
     }
 
     /// Sum `g` (of shape `g_shape`) down to `target` (numpy broadcasting in reverse).

@@ -325,6 +325,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
 
     // --- assemble ---
     let extra = std::mem::take(&mut ctx.extra_outputs);
+    let replaced: HashSet<usize> = ctx.replaced.iter().copied().collect();
     let builder = ctx.b;
     let graph = model.graph_mut()?;
     for (ni, k, name) in extra {
@@ -333,6 +334,15 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
             outs.resize(k + 1, String::new());
         }
         outs[k] = name;
+    }
+    if !replaced.is_empty() {
+        let nodes = std::mem::take(&mut graph.node);
+        graph.node = nodes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !replaced.contains(i))
+            .map(|(_, n)| n)
+            .collect();
     }
     builder.finish_into(graph);
     graph.input.extend(new_inputs);
