@@ -236,13 +236,16 @@ impl Model {
         let converted;
         let bytes = if fp16 {
             // The conversion needs every weight in memory, external data included.
-            let attempt = if from_file {
-                zoom_graph::read_model(path)
-            } else {
-                zoom_graph::io::decode_model(bytes, path)
-            }
-            .map_err(|e| Error::model(path, e.to_string()))
-            .and_then(|proto| to_fp16(&proto, path));
+            let attempt = zoom_graph::io::decode_model(bytes, path)
+                .and_then(|mut proto| {
+                    if from_file {
+                        let limit = zoom_graph::io::ReadOptions::default().max_external_bytes;
+                        zoom_graph::io::load_external_data(&mut proto, path, limit)?;
+                    }
+                    Ok(proto)
+                })
+                .map_err(|e| Error::model(path, e.to_string()))
+                .and_then(|proto| to_fp16(&proto, path));
             match attempt {
                 Ok(b) => {
                     converted = b;

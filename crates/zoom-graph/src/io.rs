@@ -69,17 +69,26 @@ pub fn read_model_with(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Mod
     let bytes = std::fs::read(path).map_err(io_err)?;
     let mut model = decode_model(&bytes, path)?;
     if opts.load_external_data {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut loader = ExternalLoader {
-            model: path,
-            dir,
-            budget: opts.max_external_bytes,
-        };
-        if let Some(g) = model.graph.as_mut() {
-            loader.graph(g)?;
-        }
+        load_external_data(&mut model, path, opts.max_external_bytes)?;
     }
     Ok(model)
+}
+
+/// Load every tensor of `model` stored as external data into `raw_data`. `model_path` is the
+/// `.onnx` file the model was decoded from: external files are resolved against its folder and
+/// may not leave it. At most `max_bytes` are loaded in all. For callers that already hold the
+/// file's bytes (and so need not read it twice, as [`read_model`] would).
+pub fn load_external_data(model: &mut ModelProto, model_path: &Path, max_bytes: u64) -> Result<()> {
+    let dir = model_path.parent().unwrap_or(Path::new("."));
+    let mut loader = ExternalLoader {
+        model: model_path,
+        dir,
+        budget: max_bytes,
+    };
+    if let Some(g) = model.graph.as_mut() {
+        loader.graph(g)?;
+    }
+    Ok(())
 }
 
 /// Decode a model from bytes; `path` is only used in error messages.
