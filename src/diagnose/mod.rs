@@ -459,7 +459,6 @@ pub fn build_attacks(
 
 /// Decides the gradient source: the exact VJP chain when it builds and agrees with finite
 /// differences on the first samples, else finite differences (an error if `exact` was asked).
-#[allow(clippy::too_many_arguments)]
 fn choose_gradient(
     config: &Config,
     pipe: &mut Pipeline,
