@@ -74,9 +74,11 @@ class ToolResult:
 # Models
 
 
-def demo_specs(root: str) -> list[Spec]:
+def demo_specs(root: str, batch: int = 1) -> list[Spec]:
+    """The real demo models, their inputs at batch size `batch` (the diagnosis engine runs the
+    target in batches of 8–32, so the cost ratio there is what a run pays)."""
     p = lambda *a: os.path.join(root, *a)  # noqa: E731
-    return [
+    specs = [
         Spec("gender (demo)", p("gender", "model.onnx"), "input", ["logits"], {"input": [1, 1, 64, 64]}, "fd"),
         Spec("emotion (demo)", p("emotion", "model.onnx"), "input", ["logits"], {"input": [1, 1, 64, 64]}, "fd"),
         Spec("mtcnn-onet (demo)", p("mtcnn-onet", "model.onnx"), "input_3", ["dense_5", "dense_6", "softmax_2"],
@@ -93,6 +95,11 @@ def demo_specs(root: str) -> list[Spec]:
         Spec("dcgan-face (demo)", p("dcgan-face", "model.onnx"), "edit", ["image"],
              {"z": [1, 100], "edit": [1, 960]}, "fd"),
     ]
+    if batch != 1:
+        for sp in specs:
+            sp.name = sp.name.replace(" (demo)", f" (demo, batch {batch})")
+            sp.shapes = {k: [batch] + v[1:] for k, v in sp.shapes.items()}
+    return specs
 
 
 def arch_specs(models_dir: str) -> list[Spec]:
@@ -457,6 +464,9 @@ def main(argv=None):
     ap.add_argument("--demo-root", default=os.path.join(REPO, "onnx"), help="folder of the real demo models")
     ap.add_argument("--no-demo", action="store_true")
     ap.add_argument("--only", nargs="*", help="model names (substring match)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="batch size of the demo models' inputs; above 1 the architecture rows are skipped "
+                         "(their PyTorch references are for batch 1)")
     ap.add_argument("--work", default="/tmp/autodiff-bench/work", help="where the VJP graphs are written")
     ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (1 = the bench setting)")
     ap.add_argument("--budget", type=float, default=20.0, help="timing seconds per model (about)")
@@ -475,7 +485,10 @@ def main(argv=None):
     if "ORT_DYLIB_PATH" not in env and os.path.exists(os.path.join(REPO, ".ort", "lib", "libonnxruntime.so")):
         env["ORT_DYLIB_PATH"] = os.path.join(REPO, ".ort", "lib", "libonnxruntime.so")
 
-    specs = arch_specs(args.models) + ([] if args.no_demo else demo_specs(args.demo_root))
+    if args.batch < 1:
+        sys.exit("--batch must be at least 1")
+    specs = ((arch_specs(args.models) if args.batch == 1 else [])
+             + ([] if args.no_demo else demo_specs(args.demo_root, args.batch)))
     if args.only:
         specs = [s for s in specs if any(o in s.name for o in args.only)]
 
@@ -504,7 +517,7 @@ def main(argv=None):
     rng = np.random.default_rng(1234)
     for spec in specs:
         t_model = time.perf_counter()
-        slug = spec.name.split(" ")[0].replace("@", "_op")
+        slug = spec.name.split(" ")[0].replace("@", "_op") + (f"_b{args.batch}" if args.batch != 1 else "")
         wd = os.path.join(args.work, slug)
         os.makedirs(wd, exist_ok=True)
         fwd_path = os.path.join(wd, "forward.onnx")
