@@ -8,6 +8,7 @@
 //! per batch. The price is a fixed batch size (the graph has static shapes): short batches are
 //! padded with zero rows and zero cotangents.
 
+use super::pipeline::padded_rows;
 use super::Pipeline;
 use crate::error::{Error, Result};
 use crate::preprocess::PREP_INPUT;
@@ -129,12 +130,7 @@ impl ExactChain {
         let mut start = 0;
         while start < n {
             let end = (start + b).min(n);
-            let pad = |a: &Array2<f32>| {
-                let mut p = Array2::<f32>::zeros((b, a.ncols()));
-                p.slice_mut(s![..end - start, ..])
-                    .assign(&a.slice(s![start..end, ..]));
-                p
-            };
+            let pad = |a: &Array2<f32>| padded_rows(a, start..end, b);
             let zt = Tensor::F32(pad(z).into_dyn());
             let et = Tensor::F32(pad(edit).into_dyn());
             let scale = self.cotangent_scale;

@@ -59,15 +59,13 @@ impl Pipeline {
         while start < n {
             let end = (start + self.batch_size).min(n);
             let real = end - start;
-            let rows_of = |a: &Array2<f32>| {
-                let mut b = a.slice(s![start..end, ..]).to_owned();
-                if self.fixed_batch && real < self.batch_size {
-                    let pad = Array2::zeros((self.batch_size - real, a.ncols()));
-                    b = concatenate(Axis(0), &[b.view(), pad.view()]).expect("same width");
-                }
-                b
+            let call_rows = if self.fixed_batch {
+                self.batch_size
+            } else {
+                real
             };
-            let (zb, eb) = (rows_of(z), rows_of(edit));
+            let zb = padded_rows(z, start..end, call_rows);
+            let eb = padded_rows(edit, start..end, call_rows);
             let img = self.generator.render(&zb, &eb)?;
             self.images_rendered += real;
             let r = self.target.rows(&img)?;
@@ -113,4 +111,17 @@ pub fn cross_entropy(logits: &[f32], c: usize) -> f64 {
 /// Index of the largest value.
 pub fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// Rows `range` of `a`, followed by zero rows up to `rows` in all: one call's share of a batch,
+/// padded for graphs whose batch axis is fixed.
+pub(crate) fn padded_rows(
+    a: &Array2<f32>,
+    range: std::ops::Range<usize>,
+    rows: usize,
+) -> Array2<f32> {
+    let mut out = Array2::zeros((rows.max(range.len()), a.ncols()));
+    out.slice_mut(s![..range.len(), ..])
+        .assign(&a.slice(s![range, ..]));
+    out
 }
