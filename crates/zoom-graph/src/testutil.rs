@@ -242,6 +242,17 @@ pub fn input_names(model: &ModelProto) -> Vec<String> {
     g.input.iter().map(|i| i.name.clone()).collect()
 }
 
+/// The gradient (VJP) model of `model` with respect to every graph input (default spec).
+pub fn vjp_wrt_inputs(model: &ModelProto) -> ModelProto {
+    let spec = crate::autodiff::VjpSpec {
+        wrt: input_names(model),
+        ..Default::default()
+    };
+    crate::autodiff::build_vjp(model, &spec)
+        .expect("gradient model")
+        .0
+}
+
 /// Standard-normal values for every graph input of `model` (fixed shapes, each input's own
 /// element type), from a generator seeded with `seed`.
 pub fn random_feeds(model: &ModelProto, seed: u64) -> Vec<(String, HostTensor)> {

@@ -529,7 +529,6 @@ fn time_pair(
 #[test]
 #[ignore = "timing benchmark; run with --release -- --ignored --nocapture"]
 fn vjp_cost_ratio() {
-    use super::{build_vjp, VjpSpec};
     use crate::tensor::HostTensor;
     use crate::testutil::Runner;
     type Build = Box<dyn Fn(&mut GraphBuilder)>;
@@ -576,14 +575,7 @@ fn vjp_cost_ratio() {
         f(&mut b);
         let m = b.build().unwrap();
         let t0 = std::time::Instant::now();
-        let (v, _) = build_vjp(
-            &m,
-            &VjpSpec {
-                wrt: crate::testutil::input_names(&m),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let v = crate::testutil::vjp_wrt_inputs(&m);
         let build_s = t0.elapsed().as_secs_f64();
         let g = m.graph.as_ref().unwrap();
         let feeds = crate::testutil::random_feeds(&m, 7);
@@ -761,14 +753,7 @@ fn micro_benchmarks() {
         let m = b.build().unwrap();
         eprintln!("{name}: {:.3} ms", cpu_per_run(&m, 30) * 1e3);
         if name == "MaxPool 3x3/2" {
-            let (v, _) = super::build_vjp(
-                &m,
-                &super::VjpSpec {
-                    wrt: vec!["x".into()],
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let v = crate::testutil::vjp_wrt_inputs(&m);
             eprintln!(
                 "  its VJP: {:.3} ms ({})",
                 cpu_per_run(&v, 30) * 1e3,

@@ -3,8 +3,8 @@
 use super::*;
 use crate::builder::GraphBuilder;
 use crate::tensor::HostTensor;
-use crate::testutil::{input_names, random_feeds, Rng, Runner};
-use crate::{build_vjp, Dim, VjpSpec};
+use crate::testutil::{random_feeds, vjp_wrt_inputs, Rng, Runner};
+use crate::Dim;
 
 // ----- a small type checker ----------------------------------------------------------
 
@@ -346,19 +346,6 @@ fn build(opset: i64, f: impl FnOnce(&mut GraphBuilder)) -> ModelProto {
     b.build().unwrap()
 }
 
-fn vjp_of(m: &ModelProto) -> ModelProto {
-    let wrt = input_names(m);
-    build_vjp(
-        m,
-        &VjpSpec {
-            wrt,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .0
-}
-
 /// (name, opset, smooth, builder); `smooth`: no ReLU/MaxPool kinks (see below).
 type Arch = (&'static str, i64, bool, Box<dyn Fn(&mut GraphBuilder)>);
 
@@ -431,7 +418,7 @@ fn architectures_and_their_vjps_convert() {
         let grad_tol = if smooth { 1e-2 } else { 0.3 };
         errors.extend(check_model(
             &format!("{name} VJP"),
-            &vjp_of(&m),
+            &vjp_wrt_inputs(&m),
             2e-2,
             grad_tol,
         ));

@@ -369,22 +369,13 @@ mod tests {
         run_cases(cases);
     }
 
-    /// The gradient model of `model` with respect to its input `x`.
-    fn vjp_wrt_x(model: &crate::proto::ModelProto) -> crate::proto::ModelProto {
-        let spec = crate::autodiff::VjpSpec {
-            wrt: vec!["x".into()],
-            ..Default::default()
-        };
-        crate::autodiff::build_vjp(model, &spec).unwrap().0
-    }
-
     /// The gradient graph computes PRelu's output itself (as x·(x<0 ? slope : 1)); it must be
     /// the very same float32 values as ONNX Runtime's PRelu, signed zeros and NaN included.
     #[test]
     fn prelu_recomputed_output_is_bit_identical() {
         use crate::builder::GraphBuilder;
         use crate::tensor::{float_tensor, HostTensor};
-        use crate::testutil::{Rng, Runner};
+        use crate::testutil::{vjp_wrt_inputs, Rng, Runner};
         use crate::{DataType, Dim};
 
         let dt = DataType::FLOAT;
@@ -396,7 +387,7 @@ mod tests {
         let y = b.op("PRelu", &[&x, &slope], vec![]);
         b.output(&y, "y");
         let model = b.build().unwrap();
-        let vjp = vjp_wrt_x(&model);
+        let vjp = vjp_wrt_inputs(&model);
         let mut rng = Rng::new(7);
         let n: usize = shape.iter().product();
         let mut xs: Vec<f64> = (0..n).map(|_| rng.normal() * 3.0).collect();
@@ -421,7 +412,7 @@ mod tests {
     fn clip_gradient_at_the_bounds_and_nan() {
         use crate::builder::GraphBuilder;
         use crate::tensor::HostTensor;
-        use crate::testutil::Runner;
+        use crate::testutil::{vjp_wrt_inputs, Runner};
         use crate::{DataType, Dim};
 
         let xs = [-0.5, 0.7, -0.6, 0.8, 0.1, f64::NAN, -0.0, f64::INFINITY];
@@ -433,7 +424,7 @@ mod tests {
             let hi = b.scalar(dt, 0.7);
             let y = b.op("Clip", &[&x, &lo, &hi], vec![]);
             b.output(&y, "y");
-            let vjp = vjp_wrt_x(&b.build().unwrap());
+            let vjp = vjp_wrt_inputs(&b.build().unwrap());
             let mut run = Runner::new(&vjp).unwrap();
             let xt = HostTensor::float(dt, vec![xs.len()], xs.to_vec());
             let g = HostTensor::float(dt, vec![xs.len()], vec![1.0; xs.len()]);

@@ -656,11 +656,10 @@ mod tests {
 
     use crate::attrs;
     use crate::autodiff::testing::{run_cases, Case};
-    use crate::autodiff::{build_vjp, VjpSpec};
     use crate::builder::GraphBuilder;
     use crate::proto::AttributeProto;
     use crate::tensor::HostTensor;
-    use crate::testutil::{Rng, Runner};
+    use crate::testutil::{vjp_wrt_inputs, Rng, Runner};
     use crate::{DataType, Dim};
 
     thread_local! {
@@ -1001,14 +1000,7 @@ mod tests {
                 let y = b.op("MaxPool", &[&xi], pool_attrs.clone());
                 b.output(&y, "y");
                 let model = b.build().unwrap();
-                let (vjp, _) = build_vjp(
-                    &model,
-                    &VjpSpec {
-                        wrt: vec!["x".into()],
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
+                let vjp = vjp_wrt_inputs(&model);
                 let mut fwd = Runner::reference(&model).unwrap();
                 let mut back = Runner::new(&vjp).unwrap();
                 for (fname, fill) in &fills {
