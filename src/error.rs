@@ -96,6 +96,17 @@ impl Error {
         }
     }
 
+    /// A model-file error from the graph crate. Its file-level errors (unreadable, not ONNX,
+    /// too large, bad external data) already start with the file name; it is not repeated.
+    pub fn model_graph(path: impl AsRef<Path>, err: &zoom_graph::Error) -> Self {
+        let path = path.as_ref();
+        let full = err.to_string();
+        let message = full
+            .strip_prefix(&format!("{}: ", path.display()))
+            .map_or_else(|| full.clone(), str::to_string);
+        Error::model(path, message)
+    }
+
     /// Shorthand for a config error.
     pub fn config(
         file: impl Into<String>,

@@ -201,6 +201,14 @@ fn a_file_that_is_not_onnx_is_rejected() {
         &[],
     );
     assert_clean_failure(&o, &["Cargo.toml", "not a valid ONNX model"]);
+    let o = zoom(&["grad", "Cargo.toml", "--wrt", "x", "-o", "g.onnx"], &[]);
+    assert_clean_failure(&o, &["Cargo.toml", "not a valid ONNX model"]);
+    let (_, err) = text(&o);
+    assert_eq!(
+        err.matches("Cargo.toml").count(),
+        1,
+        "the file is named once: {err}"
+    );
 }
 
 #[test]

@@ -49,8 +49,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     for w in &warnings {
         tracing::warn!("{}: {}", args.model.display(), w.message);
     }
-    zoom_graph::write_model(&vjp, &args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    zoom_graph::write_model(&vjp, &args.output).context("writing the gradient graph")?;
     if !global.quiet {
         let g = vjp.graph.as_ref().map_or(0, |g| g.node.len());
         let f = model.graph.as_ref().map_or(0, |g| g.node.len());

@@ -115,6 +115,25 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
         .map_or(1, |e| e.exit_code() as u8)
 }
 
+/// The error chain joined by ": ", skipping a cause whose text its parent already shows (many
+/// errors, ours and the graph crate's, print their source inline as `{path}: {source}`).
+fn error_message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut parent = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parent.is_empty() && parent.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        parent = text;
+    }
+    out
+}
+
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -130,7 +149,7 @@ pub fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_message(&err));
             ExitCode::from(exit_code_of(&err))
         }
     }
@@ -150,5 +169,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args, &global),
         Command::Doctor(args) => doctor::run(args, &global),
         Command::Tokenize(args) => tokenize::run(args, &global),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[test]
+    fn a_cause_already_shown_by_its_parent_is_not_repeated() {
+        let os = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err =
+            anyhow::Error::from(zoom::Error::io("/out/g.onnx", os)).context("writing the graph");
+        assert_eq!(
+            error_message(&err),
+            "writing the graph: /out/g.onnx: No such file or directory"
+        );
+        // Causes that add something are all kept.
+        let err = anyhow::anyhow!("bad value")
+            .context("--shape")
+            .context("command line");
+        assert_eq!(error_message(&err), "command line: --shape: bad value");
     }
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 /// Reads and decodes an ONNX file for composition; errors name the file.
 pub fn read_proto(path: &Path) -> Result<zoom_graph::ModelProto> {
     crate::runtime::precheck_model_file(path)?;
-    zoom_graph::read_model(path).map_err(|e| Error::model(path, e.to_string()))
+    zoom_graph::read_model(path).map_err(|e| Error::model_graph(path, &e))
 }
 
 /// Loads `model` with the preprocessing `prep` composed in front of its input; also returns the
@@ -46,7 +46,7 @@ pub(crate) fn composed_with_prefix(
     let proto = read_proto(path)?;
     let graph = proto
         .graph_ref()
-        .map_err(|e| Error::model(path, e.to_string()))?;
+        .map_err(|e| Error::model_graph(path, &e))?;
     let inputs: Vec<String> = graph.real_inputs().iter().map(|v| v.name.clone()).collect();
     let input = match input {
         Some(i) if inputs.iter().any(|n| n == i) => i.to_string(),

@@ -244,7 +244,7 @@ impl Model {
                     }
                     Ok(proto)
                 })
-                .map_err(|e| Error::model(path, e.to_string()))
+                .map_err(|e| Error::model_graph(path, &e))
                 .and_then(|proto| to_fp16(&proto, path));
             match attempt {
                 Ok(b) => {
