@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A configuration or command-line value is wrong (missing key, wrong type, impossible value).
-    #[error("{file}: {key}: {message}")]
+    #[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
     Config {
         /// The config file (or `command line`).
         file: String,

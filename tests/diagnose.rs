@@ -206,7 +206,7 @@ fn config_errors_name_the_file_and_key() {
     let broken = tmp.path().join("broken.yaml");
     std::fs::write(&broken, "seed: [1, 2\nsamples: 3").unwrap();
     let o = diagnose(broken.to_str().unwrap(), &out, &[]);
-    assert_clean_failure(&o, &["broken.yaml", "invalid YAML"]);
+    assert_clean_failure(&o, &["broken.yaml: invalid YAML"]);
 }
 
 #[test]
