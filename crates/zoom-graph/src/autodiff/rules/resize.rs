@@ -4,10 +4,13 @@
 //! Resize is separable: along each resized axis, output o = Σ_t w_t(o)·input[i_t(o)], with
 //! taps and weights that depend only on the sizes and attributes. The rule computes those taps
 //! at transformation time exactly as the specification defines them and applies their transpose
-//! along each axis: as one MatMul with the dense interpolation matrix when in×out is moderate
-//! (≤ 2¹⁸ entries: GEMM kernels are fast), else as Gather + Mul + ReduceSum over the transposed
-//! taps (for each input position, the outputs that read it). No scatter is needed.
-//! Integer-factor nearest upsampling, whose transpose is a block sum, is Reshape + ReduceSum.
+//! along each axis. Integer-factor nearest upsampling, whose transpose is a block sum, is
+//! Reshape + ReduceSum. Integer-factor upsampling of an NCHW spatial axis whose taps repeat
+//! (bilinear and bicubic in segmentation nets) is a depthwise strided Conv with small border
+//! corrections, linear in the size. Everything else: one MatMul with the dense interpolation
+//! matrix when in×out is moderate (≤ 2¹⁸ entries: GEMM kernels are fast), else Gather + Mul +
+//! ReduceSum over the transposed taps (for each input position, the outputs that read it). No
+//! scatter is needed.
 
 use super::dy0;
 use crate::autodiff::ctx::VjpCtx;
@@ -16,6 +19,7 @@ use crate::error::Result;
 use crate::proto::NodeProto;
 use crate::tensor::HostTensor;
 use crate::DataType;
+use std::collections::HashMap;
 
 pub(crate) fn register(r: &mut Registry) {
     r.add("Resize", resize);
@@ -267,6 +271,9 @@ fn transpose_axis(
             return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
         }
     }
+    if let Some(d) = strided_conv(ctx, g, shape, axis, in_len, taps, dt) {
+        return d;
+    }
     // Moderate sizes: a dense interpolation matrix and one MatMul (fast GEMM kernels) beat a
     // gather of scattered elements.
     if in_len * out_len <= DENSE_LIMIT {
@@ -364,6 +371,186 @@ fn transpose_axis(
         ctx.b
             .reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
     }
+}
+
+/// The transposed interpolation along a spatial axis of an integer-factor upsampling, as a
+/// depthwise strided Conv plus small corrections at the borders.
+///
+/// Upsampling by an integer factor `f` reads the same pattern of taps for every output phase
+/// away from the borders, so input row `i` collects `Σ_t K[t]·g[f·i − q + t]` with one kernel
+/// `K`: a Conv over the cotangent with stride `f`, linear in the size (the dense matrix is
+/// quadratic: at 256 → 512 it cost more than two forward passes of a segmentation net). Rows
+/// near the borders, where the forward clamps or drops taps, differ from the pattern; their
+/// differences are applied as small MatMuls on the border columns of the cotangent. The kernel
+/// and differences are read off the exact taps, so any mode and coordinate transformation whose
+/// taps are periodic qualifies; others (align_corners, non-integer factors) return `None`.
+fn strided_conv(
+    ctx: &mut VjpCtx,
+    g: &str,
+    shape: &mut [usize],
+    axis: usize,
+    in_len: usize,
+    taps: &[Vec<(usize, f64)>],
+    dt: DataType,
+) -> Option<String> {
+    /// Border rows (each end) and their columns that may differ from the periodic pattern.
+    const MAX_BORDER_ROWS: usize = 8;
+    // ONNX Runtime's CPU Conv is float32 only (float16 graphs come from the float32 one).
+    if shape.len() != 4 || !(axis == 2 || axis == 3) || dt != DataType::FLOAT {
+        return None;
+    }
+    let out_len = taps.len();
+    if in_len < 2 * MAX_BORDER_ROWS + 2 || !out_len.is_multiple_of(in_len) || out_len == in_len {
+        return None;
+    }
+    let f = out_len / in_len;
+    // rows[i]: output position → weight with which input i is read.
+    let mut rows: Vec<HashMap<usize, f64>> = vec![HashMap::new(); in_len];
+    for (o, t) in taps.iter().enumerate() {
+        for &(i, w) in t {
+            *rows[i].entry(o).or_default() += w;
+        }
+    }
+    let reference = &rows[in_len / 2];
+    let lo = reference
+        .iter()
+        .filter(|e| *e.1 != 0.0)
+        .map(|e| *e.0)
+        .min()?;
+    let hi = reference
+        .iter()
+        .filter(|e| *e.1 != 0.0)
+        .map(|e| *e.0)
+        .max()?;
+    let q = (f * (in_len / 2)).checked_sub(lo)?;
+    let kernel: Vec<f64> = (lo..=hi)
+        .map(|o| reference.get(&o).copied().unwrap_or(0.0))
+        .collect();
+    let len = kernel.len();
+    // Differences below float32 resolution are rounding of the coordinates, not structure.
+    let tol = 1e-7 * kernel.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+    // (row, column, difference) for the rows that break the pattern, when the Conv reads the
+    // cotangent padded with zeros or (`edge`) with copies of its border values.
+    let pattern_diffs = |edge: bool| {
+        let mut diffs: Vec<(usize, usize, f64)> = vec![];
+        for (i, row) in rows.iter().enumerate() {
+            let mut d = row.clone();
+            for (t, &k) in kernel.iter().enumerate() {
+                let o = (f * i + t) as i64 - q as i64;
+                if (0..out_len as i64).contains(&o) || edge {
+                    *d.entry(o.clamp(0, out_len as i64 - 1) as usize)
+                        .or_default() -= k;
+                }
+            }
+            diffs.extend(
+                d.into_iter()
+                    .filter(|e| e.1.abs() > tol)
+                    .map(|(o, w)| (i, o, w)),
+            );
+        }
+        diffs
+    };
+    // Clamped coordinates (linear half_pixel) often make the border rows exactly an edge pad.
+    let edge = pattern_diffs(true).is_empty();
+    let diffs = if edge { vec![] } else { pattern_diffs(false) };
+    let (head, tail): (Vec<&(usize, usize, f64)>, Vec<_>) =
+        diffs.iter().partition(|d| d.0 < in_len / 2);
+    let head_rows = head.iter().map(|d| d.0 + 1).max().unwrap_or(0);
+    let tail_rows = tail.iter().map(|d| in_len - d.0).max().unwrap_or(0);
+    if head_rows > MAX_BORDER_ROWS || tail_rows > MAX_BORDER_ROWS {
+        return None;
+    }
+    let head_cols = head.iter().map(|d| d.1 + 1).max().unwrap_or(0);
+    let tail_cols = tail.iter().map(|d| out_len - d.1).max().unwrap_or(0);
+    let max_cols = f * (MAX_BORDER_ROWS + 1) + len;
+    if head_cols > max_cols || tail_cols > max_cols {
+        return None;
+    }
+
+    let c = shape[1];
+    let ax = axis as i64;
+    // Conv: output length ⌊(out + q + pe − len)/f⌋ + 1 must reach in_len.
+    let pe = (f * (in_len - 1) + len).saturating_sub(out_len + q);
+    let conv_len = (out_len + q + pe - len) / f + 1;
+    let mut kshape = [c, 1, 1, 1];
+    kshape[axis] = len;
+    let weights: Vec<f64> = (0..c).flat_map(|_| kernel.iter().copied()).collect();
+    let w = ctx.b.constant_float("resize_kernel", dt, &kshape, &weights);
+    let (mut strides, mut kdims, mut pads) = ([1i64, 1], [1i64, 1], [0i64; 4]);
+    strides[axis - 2] = f as i64;
+    kdims[axis - 2] = len as i64;
+    pads[axis - 2] = q as i64;
+    pads[axis] = pe as i64;
+    let padded;
+    let input = if edge && (q > 0 || pe > 0) {
+        let mut p = [0i64; 8];
+        p[axis] = q as i64;
+        p[4 + axis] = pe as i64;
+        padded = ctx.b.pad(g, &p, "edge");
+        pads = [0; 4];
+        &padded
+    } else {
+        g
+    };
+    let mut conv = ctx.b.op(
+        "Conv",
+        &[input, &w],
+        vec![
+            crate::attrs::int("group", c as i64),
+            crate::attrs::ints("kernel_shape", &kdims),
+            crate::attrs::ints("strides", &strides),
+            crate::attrs::ints("pads", &pads),
+        ],
+    );
+    if conv_len > in_len {
+        conv = ctx.b.slice(&conv, &[0], &[in_len as i64], &[ax], &[1]);
+    }
+    let mut terms = vec![conv];
+    // Border corrections: the differences as a [rows, cols] matrix on the border columns.
+    for (part, rows_n, cols_n, at_end) in [
+        (&head, head_rows, head_cols, false),
+        (&tail, tail_rows, tail_cols, true),
+    ] {
+        if part.is_empty() {
+            continue;
+        }
+        let (row0, col0) = if at_end {
+            (in_len - rows_n, out_len - cols_n)
+        } else {
+            (0, 0)
+        };
+        let mut m = vec![0.0; rows_n * cols_n];
+        for &&(i, o, d) in part.iter() {
+            m[(i - row0) * cols_n + (o - col0)] += d;
+        }
+        let cols = ctx
+            .b
+            .slice(g, &[col0 as i64], &[(col0 + cols_n) as i64], &[ax], &[1]);
+        let corr = if axis == 3 {
+            // [.., cols] · Mᵀ[cols, rows]
+            let mut mt = vec![0.0; cols_n * rows_n];
+            for r in 0..rows_n {
+                for k in 0..cols_n {
+                    mt[k * rows_n + r] = m[r * cols_n + k];
+                }
+            }
+            let mt = ctx
+                .b
+                .constant_float("resize_border_t", dt, &[cols_n, rows_n], &mt);
+            ctx.b.matmul(&cols, &mt)
+        } else {
+            let m = ctx
+                .b
+                .constant_float("resize_border", dt, &[rows_n, cols_n], &m);
+            ctx.b.matmul(&m, &cols)
+        };
+        let mut p = [0i64; 8];
+        p[axis] = row0 as i64;
+        p[4 + axis] = (in_len - row0 - rows_n) as i64;
+        terms.push(ctx.b.pad(&corr, &p, "constant"));
+    }
+    shape[axis] = in_len;
+    Some(ctx.sum(&terms))
 }
 
 #[cfg(test)]
@@ -474,6 +661,34 @@ mod tests {
                 .attr(attrs::string("mode", "linear"))
                 .named("linear big downsample"),
         );
+        // Integer-factor upsampling with room for interior rows: the strided-Conv route (with
+        // border corrections), for every mode and coordinate transformation; align_corners
+        // and factor 3 (coordinates not exact in float32) exercise its refusals.
+        for (mode, coord, f, opset, route) in [
+            ("linear", "half_pixel", 2.0, 13, "strided Conv"),
+            ("linear", "pytorch_half_pixel", 4.0, 13, "strided Conv"),
+            ("linear", "asymmetric", 2.0, 13, "strided Conv"),
+            ("linear", "half_pixel_symmetric", 2.0, 19, "strided Conv"),
+            ("linear", "align_corners", 2.0, 13, "dense"),
+            ("linear", "half_pixel", 3.0, 13, "dense"),
+            ("cubic", "half_pixel", 2.0, 13, "strided Conv"),
+            ("cubic", "asymmetric", 4.0, 13, "strided Conv"),
+            ("nearest", "half_pixel", 4.0, 13, "block sum"),
+        ] {
+            cases.push(
+                resize_scales(&[1, 2, 66, 65], &[1.0, 1.0, f, f])
+                    .attr(attrs::string("mode", mode))
+                    .attr(attrs::string("coordinate_transformation_mode", coord))
+                    .opset(opset)
+                    .named(&format!("{mode} {coord} x{f}, {route} route")),
+            );
+        }
+        cases.push(
+            resize_scales(&[2, 1, 64, 66], &[1.0, 1.0, 2.0, 2.0])
+                .attr(attrs::string("mode", "cubic"))
+                .attr(attrs::int("exclude_outside", 1))
+                .named("cubic exclude_outside x2, strided Conv route"),
+        );
         // Above the dense-matrix limit: the gather route.
         cases.push(
             resize_sizes(&[1, 1, 1, 600], &[1, 1, 1, 520])
@@ -486,5 +701,44 @@ mod tests {
                 .named("gather route, cubic, axis 2"),
         );
         run_cases(cases);
+    }
+
+    /// Bilinear 2× upsampling, the common case in segmentation nets, must take the strided-Conv
+    /// route: the dense matrix grows with the square of the size.
+    #[test]
+    fn bilinear_upsampling_gradient_is_a_strided_conv() {
+        use crate::builder::GraphBuilder;
+        use crate::testutil::vjp_wrt_inputs;
+        use crate::DataType;
+        use crate::Dim;
+        let mut b = GraphBuilder::new(13);
+        let dims: Vec<Dim> = [1, 4, 64, 64].iter().map(|&d| Dim::Fixed(d)).collect();
+        let x = b.input("x", DataType::FLOAT, &dims);
+        let scales = b.constant_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+        let y = b.op(
+            "Resize",
+            &[&x, "", &scales],
+            vec![attrs::string("mode", "linear")],
+        );
+        b.output(&y, "y");
+        let vjp = vjp_wrt_inputs(&b.build().unwrap());
+        let ops: Vec<&str> = vjp
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(ops.iter().filter(|&&o| o == "Conv").count(), 2, "{ops:?}");
+        // Only the small border corrections remain as MatMuls (at most a few rows each).
+        for t in &vjp.graph.as_ref().unwrap().initializer {
+            assert!(
+                t.dims.iter().product::<i64>() < 64 * 16,
+                "{}: {:?}",
+                t.name,
+                t.dims
+            );
+        }
     }
 }
