@@ -17,6 +17,8 @@ Models (names all end in `_random`: random weights):
   vit_tiny_random        timm vit_tiny_patch16_224 (pretrained=False), 1x3x224x224
                          (a same-sized custom ViT when timm is not installed)
   seg_resize_random      segmentation net: strided encoder + bilinear upsampling (Resize) head, 1x3x128x128
+  seg_resize512_random   the same net at 1x3x512x512 (bilinear 64->128 and 128->512: how the Resize
+                         gradient scales with the image size)
   unet_small_random      3-level U-Net (MaxPool down, bilinear up, skip Concat), 1x3x128x128
   stylegan2_synth_random StyleGAN2-like NON-fused synthesis network: modulated conv as
                          x*s -> conv -> *demod, upsampling, blur, constant noise, leaky ReLU,
@@ -263,6 +265,9 @@ ARCHS = {
                           "input", (1, 3, 128, 128), "logits"),
     "stylegan2_synth_random": (lambda: (StyleGAN2Synth(), "custom StyleGAN2-like non-fused synthesis, 32x32"),
                                "styles", None, "image"),
+    # Last, so that adding it left the seeds (and weights) of the rows above unchanged.
+    "seg_resize512_random": (lambda: (SegResize(), "custom segmentation net, bilinear Resize head, 512x512"),
+                             "input", (1, 3, 512, 512), "logits"),
 }
 
 
