@@ -277,44 +277,14 @@ fn transpose_axis(
     // Moderate sizes: a dense interpolation matrix and one MatMul (fast GEMM kernels) beat a
     // gather of scattered elements.
     if in_len * out_len <= DENSE_LIMIT {
-        let mut a = vec![0.0; out_len * in_len];
+        let mut at = vec![0.0; in_len * out_len];
         for (o, t) in taps.iter().enumerate() {
             for &(i, w) in t {
-                a[o * in_len + i] += w;
+                at[i * out_len + o] += w;
             }
         }
         shape[axis] = in_len;
-        if axis == r - 1 {
-            let m = ctx
-                .b
-                .constant_float("resize_matrix", dt, &[out_len, in_len], &a);
-            return ctx.b.matmul(g, &m);
-        }
-        let mut at = vec![0.0; in_len * out_len];
-        for o in 0..out_len {
-            for i in 0..in_len {
-                at[i * out_len + o] = a[o * in_len + i];
-            }
-        }
-        let mt = ctx
-            .b
-            .constant_float("resize_matrix_t", dt, &[in_len, out_len], &at);
-        if axis == r - 2 {
-            return ctx.b.matmul(&mt, g);
-        }
-        // Move the axis to the second-last position, multiply, move it back.
-        let mut perm: Vec<i64> = (0..r as i64)
-            .filter(|&k| k != axis as i64 && k != r as i64 - 1)
-            .collect();
-        perm.push(axis as i64);
-        perm.push(r as i64 - 1);
-        let t = ctx.b.transpose(g, &perm);
-        let t = ctx.b.matmul(&mt, &t);
-        let mut inv = vec![0i64; r];
-        for (k, &p) in perm.iter().enumerate() {
-            inv[p as usize] = k as i64;
-        }
-        return ctx.b.transpose(&t, &inv);
+        return matmul_along(ctx, g, r, axis, &at, (in_len, out_len), dt);
     }
     // For each input position, the (output, weight) pairs that read it.
     let mut readers: Vec<Vec<(usize, f64)>> = vec![vec![]; in_len];
@@ -371,6 +341,50 @@ fn transpose_axis(
         ctx.b
             .reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
     }
+}
+
+/// `out[.., r, ..] = Σ_c m[r][c] · v[.., c, ..]` along `axis` of the rank-`rank` tensor `v`, for
+/// the row-major `rows × cols` matrix `m`: one MatMul (transposes around it for leading axes).
+fn matmul_along(
+    ctx: &mut VjpCtx,
+    v: &str,
+    rank: usize,
+    axis: usize,
+    m: &[f64],
+    (rows, cols): (usize, usize),
+    dt: DataType,
+) -> String {
+    if axis == rank - 1 {
+        let mut mt = vec![0.0; cols * rows];
+        for r in 0..rows {
+            for c in 0..cols {
+                mt[c * rows + r] = m[r * cols + c];
+            }
+        }
+        let mt = ctx
+            .b
+            .constant_float("resize_matrix", dt, &[cols, rows], &mt);
+        return ctx.b.matmul(v, &mt);
+    }
+    let mc = ctx
+        .b
+        .constant_float("resize_matrix_t", dt, &[rows, cols], m);
+    if axis == rank - 2 {
+        return ctx.b.matmul(&mc, v);
+    }
+    // Move the axis to the second-last position, multiply, move it back.
+    let mut perm: Vec<i64> = (0..rank as i64)
+        .filter(|&k| k != axis as i64 && k != rank as i64 - 1)
+        .collect();
+    perm.push(axis as i64);
+    perm.push(rank as i64 - 1);
+    let t = ctx.b.transpose(v, &perm);
+    let t = ctx.b.matmul(&mc, &t);
+    let mut inv = vec![0i64; rank];
+    for (k, &p) in perm.iter().enumerate() {
+        inv[p as usize] = k as i64;
+    }
+    ctx.b.transpose(&t, &inv)
 }
 
 /// The transposed interpolation along a spatial axis of an integer-factor upsampling, as a
@@ -526,24 +540,7 @@ fn strided_conv(
         let cols = ctx
             .b
             .slice(g, &[col0 as i64], &[(col0 + cols_n) as i64], &[ax], &[1]);
-        let corr = if axis == 3 {
-            // [.., cols] · Mᵀ[cols, rows]
-            let mut mt = vec![0.0; cols_n * rows_n];
-            for r in 0..rows_n {
-                for k in 0..cols_n {
-                    mt[k * rows_n + r] = m[r * cols_n + k];
-                }
-            }
-            let mt = ctx
-                .b
-                .constant_float("resize_border_t", dt, &[cols_n, rows_n], &mt);
-            ctx.b.matmul(&cols, &mt)
-        } else {
-            let m = ctx
-                .b
-                .constant_float("resize_border", dt, &[rows_n, cols_n], &m);
-            ctx.b.matmul(&m, &cols)
-        };
+        let corr = matmul_along(ctx, &cols, 4, axis, &m, (rows_n, cols_n), dt);
         let mut p = [0i64; 8];
         p[axis] = row0 as i64;
         p[4 + axis] = (in_len - row0 - rows_n) as i64;
@@ -577,6 +574,11 @@ mod tests {
             .linear()
     }
 
+    fn interp(case: Case, mode: &str, coord: &str) -> Case {
+        case.attr(attrs::string("mode", mode))
+            .attr(attrs::string("coordinate_transformation_mode", coord))
+    }
+
     #[test]
     fn resize_rules() {
         let mut cases = vec![];
@@ -594,16 +596,16 @@ mod tests {
             };
             for mode in ["nearest", "linear", "cubic"] {
                 cases.push(
-                    resize_scales(&[1, 2, 4, 5], &[1.0, 1.0, 2.0, 1.5])
-                        .attr(attrs::string("mode", mode))
-                        .attr(attrs::string("coordinate_transformation_mode", coord))
-                        .opset(opset)
-                        .named(&format!("{mode} {coord} up")),
+                    interp(
+                        resize_scales(&[1, 2, 4, 5], &[1.0, 1.0, 2.0, 1.5]),
+                        mode,
+                        coord,
+                    )
+                    .opset(opset)
+                    .named(&format!("{mode} {coord} up")),
                 );
                 cases.push(
-                    resize_sizes(&[1, 2, 7, 6], &[1, 2, 3, 4])
-                        .attr(attrs::string("mode", mode))
-                        .attr(attrs::string("coordinate_transformation_mode", coord))
+                    interp(resize_sizes(&[1, 2, 7, 6], &[1, 2, 3, 4]), mode, coord)
                         .opset(opset)
                         .named(&format!("{mode} {coord} down (sizes)")),
                 );
@@ -676,11 +678,13 @@ mod tests {
             ("nearest", "half_pixel", 4.0, 13, "block sum"),
         ] {
             cases.push(
-                resize_scales(&[1, 2, 66, 65], &[1.0, 1.0, f, f])
-                    .attr(attrs::string("mode", mode))
-                    .attr(attrs::string("coordinate_transformation_mode", coord))
-                    .opset(opset)
-                    .named(&format!("{mode} {coord} x{f}, {route} route")),
+                interp(
+                    resize_scales(&[1, 2, 66, 65], &[1.0, 1.0, f, f]),
+                    mode,
+                    coord,
+                )
+                .opset(opset)
+                .named(&format!("{mode} {coord} x{f}, {route} route")),
             );
         }
         cases.push(
