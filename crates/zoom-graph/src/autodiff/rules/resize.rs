@@ -286,18 +286,7 @@ fn transpose_axis(
         shape[axis] = in_len;
         return matmul_along(ctx, g, r, axis, &at, (in_len, out_len), dt);
     }
-    // For each input position, the (output, weight) pairs that read it.
-    let mut readers: Vec<Vec<(usize, f64)>> = vec![vec![]; in_len];
-    for (o, t) in taps.iter().enumerate() {
-        for &(i, w) in t {
-            if w != 0.0 {
-                match readers[i].iter_mut().find(|p| p.0 == o) {
-                    Some(p) => p.1 += w,
-                    None => readers[i].push((o, w)),
-                }
-            }
-        }
-    }
+    let readers = readers(taps, in_len);
     let m = readers.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let mut idx = Vec::with_capacity(in_len * m);
     let mut wts = Vec::with_capacity(in_len * m);
@@ -341,6 +330,22 @@ fn transpose_axis(
         ctx.b
             .reduce("ReduceSum", &weighted, &[axis as i64 + 1], false)
     }
+}
+
+/// For each input position, the (output, weight) pairs that read it (repeated taps summed).
+fn readers(taps: &[Vec<(usize, f64)>], in_len: usize) -> Vec<Vec<(usize, f64)>> {
+    let mut readers: Vec<Vec<(usize, f64)>> = vec![vec![]; in_len];
+    for (o, t) in taps.iter().enumerate() {
+        for &(i, w) in t {
+            if w != 0.0 {
+                match readers[i].iter_mut().find(|p| p.0 == o) {
+                    Some(p) => p.1 += w,
+                    None => readers[i].push((o, w)),
+                }
+            }
+        }
+    }
+    readers
 }
 
 /// `out[.., r, ..] = Σ_c m[r][c] · v[.., c, ..]` along `axis` of the rank-`rank` tensor `v`, for
@@ -418,13 +423,10 @@ fn strided_conv(
         return None;
     }
     let f = out_len / in_len;
-    // rows[i]: output position → weight with which input i is read.
-    let mut rows: Vec<HashMap<usize, f64>> = vec![HashMap::new(); in_len];
-    for (o, t) in taps.iter().enumerate() {
-        for &(i, w) in t {
-            *rows[i].entry(o).or_default() += w;
-        }
-    }
+    let rows: Vec<HashMap<usize, f64>> = readers(taps, in_len)
+        .into_iter()
+        .map(|r| r.into_iter().collect())
+        .collect();
     let reference = &rows[in_len / 2];
     let lo = reference
         .iter()
