@@ -49,6 +49,7 @@ impl EmbeddingGradient {
             wrt: vec!["edit".into()],
             of: vec![output.clone()],
             shapes,
+            tuning: options.gradient_tuning(),
         };
         let (vjp, _) = zoom_graph::autodiff::build_vjp(&chain, &spec)
             .map_err(|e| Error::Graph(e.to_string()))?;

@@ -41,6 +41,18 @@ impl Default for SessionOptions {
 }
 
 impl SessionOptions {
+    /// How gradient graphs for these sessions are shaped: for ONNX Runtime's CPU provider when
+    /// no GPU provider is asked for (the CPU never runs float16, which that shape must not
+    /// meet), portable otherwise. A GPU that turns out to be missing falls back to the CPU with
+    /// the portable graph: the same values, a little slower.
+    pub fn gradient_tuning(&self) -> zoom_graph::autodiff::Tuning {
+        if self.providers.iter().any(|p| p.is_gpu()) {
+            zoom_graph::autodiff::Tuning::Portable
+        } else {
+            zoom_graph::autodiff::Tuning::CpuFloat32
+        }
+    }
+
     /// Threads ONNX Runtime will use inside one operator.
     pub fn threads(&self) -> usize {
         self.intra_threads

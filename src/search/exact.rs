@@ -74,6 +74,7 @@ impl ExactChain {
             wrt: vec!["edit".into()],
             of,
             shapes,
+            tuning: options.gradient_tuning(),
         };
         let (vjp, warnings) = zoom_graph::autodiff::build_vjp(&chain, &spec)
             .map_err(|e| Error::Graph(e.to_string()))?;

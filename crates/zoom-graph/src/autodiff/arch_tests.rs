@@ -10,6 +10,7 @@
 //! forward cost ratios.
 
 use super::testing::{run_cases, Case};
+use super::Tuning;
 use crate::attrs;
 use crate::builder::GraphBuilder;
 use crate::testutil::Rng;
@@ -484,6 +485,21 @@ fn architectures_match_finite_differences() {
         })
         .float_only()
         .f32_fd(3e-3, 5e-2),
+        // The CPU tuning's Relu masks inside whole networks (16 channels: ORT's blocked layout).
+        Case::graph("CNN classifier, width 16 (random weights)", 17, |b, dt| {
+            cnn(b, dt, 1, 12, 16)
+        })
+        .float_only()
+        .f32_fd(3e-3, 5e-2)
+        .tuned(Tuning::CpuFloat32),
+        Case::graph(
+            "ResNet-18 layout, width 16 (random weights)",
+            17,
+            |b, dt| resnet18(b, dt, 1, 32, 16),
+        )
+        .float_only()
+        .f32_fd(3e-3, 5e-2)
+        .tuned(Tuning::CpuFloat32),
     ]);
 }
 

@@ -1,6 +1,7 @@
 //! What a gradient rule sees: static shapes and types of forward values, known constants, a
 //! builder for the nodes it emits, and helpers shared by many rules (unbroadcast, scalars).
 
+use super::Tuning;
 use crate::builder::GraphBuilder;
 use crate::error::Result;
 use crate::proto::NodeProto;
@@ -19,16 +20,19 @@ pub struct VjpCtx<'a> {
     pub(crate) node_index: usize,
     /// Forward nodes whose outputs a rule now computes itself (see [`VjpCtx::recompute_forward`]).
     pub(crate) replaced: Vec<usize>,
+    /// The runtime the graph is shaped for.
+    pub tuning: Tuning,
 }
 
 impl<'a> VjpCtx<'a> {
-    pub(crate) fn new(b: GraphBuilder, inf: &'a Inference) -> Self {
+    pub(crate) fn new(b: GraphBuilder, inf: &'a Inference, tuning: Tuning) -> Self {
         VjpCtx {
             b,
             inf,
             extra_outputs: vec![],
             node_index: 0,
             replaced: vec![],
+            tuning,
         }
     }
 

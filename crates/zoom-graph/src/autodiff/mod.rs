@@ -63,6 +63,24 @@ pub struct VjpSpec {
     /// Fixed shapes for inputs with dynamic dimensions (`--shape NAME=d1xd2…`); other dynamic
     /// dimensions become 1 with a warning.
     pub shapes: HashMap<String, Vec<i64>>,
+    /// Which runtime the graph is shaped for (the values are the same either way).
+    pub tuning: Tuning,
+}
+
+/// Which runtime a gradient graph is shaped for. Every form is standard ONNX and computes the
+/// same values; they differ in speed, and in whether a later float16 conversion keeps them right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tuning {
+    /// Good on every execution provider, and safe to convert to float16.
+    #[default]
+    Portable,
+    /// ONNX Runtime's CPU provider in float32. ORT runs convolutions there in a channel-blocked
+    /// layout (NCHWc) and converts to plain NCHW around every operator it has no blocked kernel
+    /// for, such as the comparison and cast of a Relu mask; each conversion is a pass over the
+    /// tensor. This tuning writes such masks with operators that have blocked kernels (a
+    /// per-channel 1×1 Conv and HardSigmoid by 2¹²⁷, exact for float32 but not for float16),
+    /// so the backward pass stays blocked. Never convert such a graph to float16.
+    CpuFloat32,
 }
 
 /// Lowest default-domain opset the rules emit correctly.
@@ -220,7 +238,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     let active = |v: &str| varied.contains(v) && useful.contains(v);
 
     // --- reverse sweep ---
-    let mut ctx = VjpCtx::new(GraphBuilder::extending(graph, opset), &inf);
+    let mut ctx = VjpCtx::new(GraphBuilder::extending(graph, opset), &inf, spec.tuning);
     for n in grad_in.iter().chain(&grad_out) {
         ctx.b.reserve(n)?;
     }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::{build_vjp, VjpSpec};
+use super::{build_vjp, Tuning, VjpSpec};
 use crate::builder::GraphBuilder;
 use crate::proto::{AttributeProto, ModelProto};
 use crate::shapes::infer;
@@ -109,6 +109,7 @@ pub struct Case {
     linear: bool,
     f32_step: f64,
     f32_tol: f64,
+    tuning: Tuning,
 }
 
 impl Case {
@@ -129,6 +130,7 @@ impl Case {
             linear: false,
             f32_step: 1e-2,
             f32_tol: 3e-2,
+            tuning: Tuning::Portable,
         }
     }
 
@@ -216,6 +218,12 @@ impl Case {
     /// Only differentiate these outputs.
     pub fn of(mut self, names: &[&str]) -> Self {
         self.of = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Build the gradient graph with this tuning (the default is portable).
+    pub fn tuned(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self.name = format!("{} [{tuning:?}]", self.name);
         self
     }
     /// ONNX Runtime has no float64 kernel for this operator: test in float32 only.
@@ -368,6 +376,7 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         &VjpSpec {
             wrt: wrt.clone(),
             of: case.of.clone(),
+            tuning: case.tuning,
             ..Default::default()
         },
     )
