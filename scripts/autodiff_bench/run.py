@@ -402,6 +402,8 @@ def time_interleaved(sessions: dict, feeds: dict, budget_s: float, min_reps: int
                 res[f"{key}_ratio_{n}"] = ratio(src, n, "forward")
         if "zoom" in names and "onnxad" in names:
             res[f"{key}_onnxad_over_zoom"] = ratio(src, "onnxad", "zoom")
+        if "zoom" in names and "zoom_portable" in names:
+            res[f"{key}_portable_over_tuned"] = ratio(src, "zoom_portable", "zoom")
     return res
 
 
@@ -421,12 +423,17 @@ def fmt_err(x):
 
 def markdown(rows: list[dict], meta: dict) -> str:
     out = []
-    out.append("| model | fwd nodes | zoom nodes | onnx-ad nodes raw → opt | zoom VJP/fwd | onnx-ad VJP/fwd (opt) "
+    tuned = meta.get("zoom_tune", "portable") != "portable"
+    out.append("| model | fwd nodes | zoom nodes | onnx-ad nodes raw → opt | zoom VJP/fwd "
+               + ("| zoom portable VJP/fwd " if tuned else "")
+               + "| onnx-ad VJP/fwd (opt) "
                "| onnx-ad VJP/fwd (raw) | zoom speed-up (onnx-ad opt / zoom) | zoom grad rel. err "
                "| onnx-ad grad rel. err | zoom vs onnx-ad | reference | rounds × runs |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    out.append("|---|---:|---:|---:|---:|" + ("---:|" if tuned else "") + "---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         z, a, a0, t = r["zoom"], r["onnxad"], r["onnxad_raw"], r.get("timing") or {}
+        zp = r.get("zoom_portable", {"ok": False})
+        portable = ([fmt(t.get("cpu_ratio_zoom_portable"), ".2f", "×") if zp["ok"] else "—"] if tuned else [])
         zr = t.get("cpu_ratio_zoom")
         ar = t.get("cpu_ratio_onnxad")
         ar0 = t.get("cpu_ratio_onnxad_raw")
@@ -435,7 +442,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
             r["model"], str(r["forward_nodes"]),
             str(z["nodes"]) if z["ok"] else "FAILED",
             (f'{a0["nodes"]} → {a["nodes"]}' if a["ok"] else (f'{a0["nodes"]} → FAILED' if a0["ok"] else "FAILED")),
-            fmt(zr, ".2f", "×") if z["ok"] else "—", fmt(ar, ".2f", "×") if a["ok"] else "—",
+            fmt(zr, ".2f", "×") if z["ok"] else "—", *portable, fmt(ar, ".2f", "×") if a["ok"] else "—",
             fmt(ar0, ".2f", "×") if a0["ok"] else "—",
             fmt(sp, ".2f", "×") if (z["ok"] and a["ok"]) else "—",
             fmt_err(z["grad_err"]), fmt_err(a["grad_err"]), fmt(r.get("zoom_vs_onnxad_rel_l2"), ".1e"),
@@ -539,6 +546,11 @@ def main(argv=None):
         tools = {"zoom": build_zoom(args.zoom, fwd_path, spec, os.path.join(wd, "zoom.onnx"), env, args.tune),
                  "onnxad": optimize_onnxscript(ad_raw, os.path.join(wd, "onnxad.opt.onnx")) if ad_raw.ok else ad_raw,
                  "onnxad_raw": ad_raw}
+        if args.tune != "portable":
+            # The portable form too, timed in the same interleaved rounds, so that the effect of the
+            # tuning is a side-by-side number rather than a difference between runs.
+            tools["zoom_portable"] = build_zoom(args.zoom, fwd_path, spec,
+                                                os.path.join(wd, "zoom.portable.onnx"), env, "portable")
         feeds, cot, ref = make_feeds(spec, fwd_model, rng)
         if cot is None:
             sess_f = session(fwd_path, args.threads)
@@ -553,11 +565,11 @@ def main(argv=None):
             r.nodes = count_nodes(r.path)
             f = dict(feeds)
             for o, seed in r.seeds.items():
-                f[seed] = cot[o] if name == "zoom" else cot[o][..., None]
+                f[seed] = cot[o] if name.startswith("zoom") else cot[o][..., None]
             try:
                 s = session(r.path, args.threads)
                 out = s.run([r.grad_out], f)[0]
-                grads[name] = out if name == "zoom" else out[..., 0]
+                grads[name] = out if name.startswith("zoom") else out[..., 0]
                 sessions[name], run_feeds[name] = s, f
             except Exception as e:  # noqa: BLE001
                 r.ok, r.stage, r.error = False, "onnxruntime", _last_lines(str(e), 2)
@@ -590,6 +602,8 @@ def main(argv=None):
             row["reference_short"] = "—"
         if "zoom" in grads and "onnxad" in grads:
             row["zoom_vs_onnxad_rel_l2"] = rel_l2(grads["zoom"], grads["onnxad"])
+        if "zoom" in grads and "zoom_portable" in grads:
+            row["zoom_tuned_vs_portable_max_abs"] = float(np.max(np.abs(grads["zoom"] - grads["zoom_portable"])))
         if "onnxad_raw" in grads and "onnxad" in grads:
             row["onnxad_raw_vs_opt_rel_l2"] = rel_l2(grads["onnxad_raw"], grads["onnxad"])
         # timing
@@ -604,6 +618,7 @@ def main(argv=None):
               f"zoom {fmt(t.get('cpu_ratio_zoom'), '.2f', 'x'):>7s} err {fmt_err(tools['zoom'].grad_err):>9s} | "
               f"onnx-ad {fmt(t.get('cpu_ratio_onnxad'), '.2f', 'x'):>7s} err {fmt_err(tools['onnxad'].grad_err):>9s} | "
               f"raw {fmt(t.get('cpu_ratio_onnxad_raw'), '.2f', 'x'):>7s} | "
+              f"zoom portable {fmt(t.get('cpu_ratio_zoom_portable'), '.2f', 'x'):>7s} | "
               f"onnx-ad/zoom {fmt(t.get('cpu_onnxad_over_zoom'), '.2f', 'x'):>7s} | reps {t['reps']}x{t['inner']} "
               f"| {row['seconds']} s", flush=True)
         for name, r in tools.items():
