@@ -79,11 +79,23 @@ def _client_command(pkg: Package, dest: str) -> list[str]:
     raise FetchError(f"unknown registry {pkg.registry!r} for {pkg.name}")
 
 
-def _run_client(pkg: Package, cmd: list[str]) -> None:
+def _client_env(pkg: Package, dest_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    if pkg.registry == "npm":
+        # npm's own cache lives under $HOME by default; keep it beside ours so that a fresh
+        # machine with an unusual or read-only home still fetches. No update or funding checks:
+        # they are extra network requests that can only fail.
+        env.setdefault("npm_config_cache", str(dest_dir.parent / "npm-cache"))
+        env.setdefault("npm_config_update_notifier", "false")
+        env.setdefault("npm_config_fund", "false")
+    return env
+
+
+def _run_client(pkg: Package, cmd: list[str], env: dict[str, str]) -> None:
     """Run the registry client, retrying failures; raise with its own output after the last try."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
         except FileNotFoundError as e:
             raise FetchError(f"cannot fetch {pkg.spec}: registry client not found ({e.filename})") from e
         except subprocess.TimeoutExpired:
@@ -105,7 +117,7 @@ def _download(pkg: Package, dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
         cmd = _client_command(pkg, tmp)
-        _run_client(pkg, cmd)
+        _run_client(pkg, cmd, _client_env(pkg, dest_dir))
         got = Path(tmp) / pkg.filename
         if not got.exists():
             listing = ", ".join(sorted(os.listdir(tmp))) or "nothing"
