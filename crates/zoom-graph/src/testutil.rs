@@ -244,8 +244,14 @@ pub fn input_names(model: &ModelProto) -> Vec<String> {
 
 /// The gradient (VJP) model of `model` with respect to every graph input (default spec).
 pub fn vjp_wrt_inputs(model: &ModelProto) -> ModelProto {
+    vjp_wrt_inputs_tuned(model, crate::autodiff::Tuning::Portable)
+}
+
+/// [`vjp_wrt_inputs`] shaped for `tuning`.
+pub fn vjp_wrt_inputs_tuned(model: &ModelProto, tuning: crate::autodiff::Tuning) -> ModelProto {
     let spec = crate::autodiff::VjpSpec {
         wrt: input_names(model),
+        tuning,
         ..Default::default()
     };
     crate::autodiff::build_vjp(model, &spec)

@@ -445,10 +445,10 @@ mod tests {
     /// channel count is a multiple of 16 so that ONNX Runtime runs it in its blocked layout.
     #[test]
     fn cpu_tuned_relu_mask_is_exact() {
-        use crate::autodiff::{build_vjp, Tuning, VjpSpec};
+        use crate::autodiff::Tuning;
         use crate::builder::GraphBuilder;
         use crate::tensor::HostTensor;
-        use crate::testutil::{Rng, Runner};
+        use crate::testutil::{vjp_wrt_inputs_tuned, Rng, Runner};
         use crate::{DataType, Dim};
 
         let dt = DataType::FLOAT;
@@ -459,14 +459,7 @@ mod tests {
         let y = b.op("Relu", &[&x], vec![]);
         b.output(&y, "y");
         let model = b.build().unwrap();
-        let vjp = |tuning| {
-            let spec = VjpSpec {
-                wrt: vec!["x".into()],
-                tuning,
-                ..Default::default()
-            };
-            build_vjp(&model, &spec).unwrap().0
-        };
+        let vjp = |tuning| vjp_wrt_inputs_tuned(&model, tuning);
         let (portable, cpu) = (vjp(Tuning::Portable), vjp(Tuning::CpuFloat32));
         let ops = |m: &crate::proto::ModelProto| -> Vec<String> {
             m.graph

@@ -497,7 +497,7 @@ mod tests {
     /// The tuned graph really takes the spread route (no grouped ConvTranspose of the size of x).
     #[test]
     fn cpu_tuning_replaces_the_depthwise_conv_transpose() {
-        use crate::autodiff::{build_vjp, VjpSpec};
+        use crate::testutil::vjp_wrt_inputs_tuned;
         use crate::{DataType, Dim, GraphBuilder};
         let mut b = GraphBuilder::new(17);
         let x = b.input("x", DataType::FLOAT, &[1, 16, 8, 8].map(Dim::Fixed));
@@ -510,13 +510,7 @@ mod tests {
         b.output(&y, "y");
         let model = b.build().unwrap();
         let kernels = |tuning| {
-            let spec = VjpSpec {
-                wrt: vec!["x".into()],
-                tuning,
-                ..Default::default()
-            };
-            let vjp = build_vjp(&model, &spec).unwrap().0;
-            let g = vjp.graph.unwrap();
+            let g = vjp_wrt_inputs_tuned(&model, tuning).graph.unwrap();
             g.node
                 .iter()
                 .filter(|n| n.op_type == "ConvTranspose")
