@@ -87,7 +87,13 @@ fn conv(
                 attrs::ints("kernel_shape", &geo.kernel),
             ],
         ));
-    } else if need[0] && ctx.tuning == Tuning::CpuFloat32 && is_depthwise(&xs, &ws, group) {
+    } else if need[0]
+        && ctx.tuning == Tuning::CpuFloat32
+        && is_depthwise(&xs, &ws, group)
+        && geo.strides.iter().any(|&s| s > 1)
+    {
+        // (Stride 1 reaches here only with few channels or padding beyond the kernel reach;
+        // a spread by 1 would be a plain copy, so those keep ConvTranspose.)
         out[0] = Some(spread_depthwise(ctx, &g, w, &geo, &pads, &xsp, &ys)?);
     } else if need[0] {
         let mut out_pad = vec![];
@@ -490,6 +496,9 @@ mod tests {
                 .attr(attrs::string("auto_pad", "SAME_UPPER"))
                 .attr(attrs::ints("strides", &[2, 2]))
                 .named("SAME_UPPER"),
+            dw(&[1, 4, 6, 6], 3)
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .named("stride 1, few channels (ConvTranspose route)"),
         ];
         run_cases(cases);
     }
