@@ -448,7 +448,7 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         let err = a
             .iter()
             .zip(&b)
-            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+            .fold(0.0f64, |m, (&p, &q)| m.max(distance(p, q)));
         if err > scale * if f64_ { 1e-9 } else { 1e-4 } {
             return Err(format!(
                 "forward output {o} differs in the VJP model by {err:e}"
@@ -521,7 +521,7 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
             .fold(0.0f64, f64::max);
         let mut worst = (0.0f64, 0usize);
         for (k, &i) in picks.iter().enumerate() {
-            let e = (fd[k] - g[i]).abs();
+            let e = distance(fd[k], g[i]);
             if e > worst.0 {
                 worst = (e, k);
             }
@@ -568,7 +568,7 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         );
     }
     let lhs = (f(&mut fwd, &xp)? - f(&mut fwd, &xm)?) / (2.0 * h);
-    if (lhs - rhs).abs() > atol + rtol * 3.0 * mag.max(lhs.abs()) {
+    if distance(lhs, rhs) > atol + rtol * 3.0 * mag.max(lhs.abs()) {
         return Err(format!(
             "dot-product identity: <Jv,u> = {lhs:.6e} but <v,J^T u> = {rhs:.6e} ({dt})"
         ));
@@ -577,6 +577,18 @@ fn check(case: &Case, dt: DataType, seed: u64) -> Result<Outcome, String> {
         dtype: dt,
         vjp_nodes,
     })
+}
+
+/// |a − b|, where a NaN or infinity on one side only is infinitely far (a plain `(a - b).abs()`
+/// is NaN there, and every comparison with NaN is false: a NaN gradient would pass).
+fn distance(a: f64, b: f64) -> f64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        0.0
+    } else if a.is_finite() && b.is_finite() {
+        (a - b).abs()
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// Run every case; panic with the list of all failures.

@@ -152,7 +152,11 @@ fn pow(
         out[0] = Some(ctx.unbroadcast_to(&t, y, a)?);
     }
     if need[1] {
+        // 0^b is 0 for every b > 0, so its slope in b is 0, not 0 · ln 0 = NaN.
         let ln = ctx.b.op("Log", &[a], vec![]);
+        let zero = ctx.scalar(0.0, dt);
+        let at_zero = ctx.b.op("Equal", &[a, &zero], vec![]);
+        let ln = ctx.b.where_(&at_zero, &zero, &ln);
         let t = ctx.b.mul(&g, y);
         let t = ctx.b.mul(&t, &ln);
         out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
@@ -333,6 +337,13 @@ mod tests {
         }
         cases.push(binary_case("Pow", &[2, 3], &[2, 3], Inputs::positive()));
         cases.push(binary_case("Pow", &[2, 3], &[1], Inputs::positive()));
+        cases.push(
+            Case::op("Pow")
+                .floats("a", &[2, 3], &[0.0, 0.5, 0.0, 1.0, 2.0, 0.0])
+                .input("b", &[2, 3])
+                .values(Inputs::positive())
+                .named("exponent gradient where the base is 0"),
+        );
         cases.push(Case::pow_const_exponent(2.0));
         cases.push(Case::pow_const_exponent(0.5));
         cases.push(Case::pow_const_exponent(-1.5));
