@@ -108,11 +108,15 @@ fn depth_space(
     let g = dy0(n, dy)?;
     let b = n.attr_req::<i64>("blocksize")?;
     let (xs, ys) = (ctx.shape_i64(&n.input[0])?, ctx.shape_i64(&n.output[0])?);
+    // Both take `mode`: DCR puts the block offset (i, j) before the channel c in the depth
+    // axis, CRD after it. (SpaceToDepth has it since opset 28, still in development: ONNX
+    // Runtime 1.31 refuses that opset, so only scripts/autodiff_bench/onnx_node_sweep.py checks
+    // it, with the Python onnxruntime.)
+    let crd = n.attr_or::<String>("mode", "DCR".into())? == "CRD";
     let r = if n.op_type == "DepthToSpace" {
         // y[n, c, h*b+i, w*b+j] = x[n, channel(i, j, c), h, w]
         let (nn, c, h, w) = (ys[0], ys[1], xs[2], xs[3]);
         let t = ctx.b.reshape(&g, &[nn, c, h, b, w, b]); // (n, c, h, i, w, j)
-        let crd = n.attr_or::<String>("mode", "DCR".into())? == "CRD";
         let t = if crd {
             ctx.b.transpose(&t, &[0, 1, 3, 5, 2, 4]) // (n, c, i, j, h, w)
         } else {
@@ -120,10 +124,15 @@ fn depth_space(
         };
         ctx.b.reshape(&t, &xs)
     } else {
-        // SpaceToDepth: y[n, (i*b + j)*C + c, h, w] = x[n, c, h*b+i, w*b+j]
+        // SpaceToDepth: y[n, channel(i, j, c), h, w] = x[n, c, h*b+i, w*b+j]
         let (nn, c, h, w) = (xs[0], xs[1], ys[2], ys[3]);
-        let t = ctx.b.reshape(&g, &[nn, b, b, c, h, w]); // (n, i, j, c, h, w)
-        let t = ctx.b.transpose(&t, &[0, 3, 4, 1, 5, 2]); // (n, c, h, i, w, j)
+        let t = if crd {
+            let t = ctx.b.reshape(&g, &[nn, c, b, b, h, w]); // (n, c, i, j, h, w)
+            ctx.b.transpose(&t, &[0, 1, 4, 2, 5, 3])
+        } else {
+            let t = ctx.b.reshape(&g, &[nn, b, b, c, h, w]); // (n, i, j, c, h, w)
+            ctx.b.transpose(&t, &[0, 3, 4, 1, 5, 2])
+        }; // (n, c, h, i, w, j)
         ctx.b.reshape(&t, &xs)
     };
     Ok(first_only(n, r))
