@@ -217,7 +217,10 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         if registry::is_non_differentiable(&n.op_type) && n.is_default_domain() {
             continue;
         }
-        if n.input.iter().any(|x| varied.contains(x)) {
+        // Subgraphs (If/Loop/Scan bodies) read outer values by name, not through `input`.
+        if n.input.iter().any(|x| varied.contains(x))
+            || n.implicit_inputs().iter().any(|x| varied.contains(x))
+        {
             for o in n.output.iter().filter(|o| !o.is_empty()) {
                 // Integer and boolean results carry no gradient; unknown types are kept
                 // (conservatively active) so a missing rule is reported, not skipped.
@@ -233,6 +236,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         let n = &graph.node[i];
         if n.output.iter().any(|o| useful.contains(o)) {
             useful.extend(n.input.iter().filter(|s| !s.is_empty()).cloned());
+            useful.extend(n.implicit_inputs());
         }
     }
     let active = |v: &str| varied.contains(v) && useful.contains(v);
@@ -269,10 +273,23 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         if dys.iter().all(Option::is_none) {
             continue;
         }
+        if let Some(v) = node.implicit_inputs().iter().find(|v| active(v)) {
+            return Err(node.unsupported(format!(
+                "its subgraph reads \"{v}\", which depends on {}; gradients do not flow \
+                 through control flow (If/Loop/Scan bodies)",
+                spec.wrt.join(", ")
+            )));
+        }
         let need: Vec<bool> = node
             .input
             .iter()
-            .map(|x| !x.is_empty() && active(x))
+            .enumerate()
+            .map(|(k, x)| {
+                !x.is_empty()
+                    && active(x)
+                    && !(node.is_default_domain()
+                        && registry::carries_no_gradient(&node.op_type, k))
+            })
             .collect();
         if !need.iter().any(|&b| b) {
             continue;
@@ -525,6 +542,62 @@ mod tests {
         assert!(
             e.to_string().contains("Fancy") && e.to_string().contains("com.example"),
             "{e}"
+        );
+    }
+
+    /// An If whose branches read x from the outer scope depends on x although x is not among
+    /// its inputs: its gradient must be refused, not silently zero.
+    #[test]
+    fn control_flow_reading_the_differentiated_input_is_refused() {
+        use crate::proto::{GraphProto, NodeProto};
+        let branch = |op: &str, out: &str| GraphProto {
+            name: out.into(),
+            node: vec![NodeProto {
+                op_type: op.into(),
+                input: vec!["r".into()],
+                output: vec![out.into()],
+                ..Default::default()
+            }],
+            output: vec![crate::model::tensor_value_info(
+                out,
+                DataType::FLOAT,
+                Some(&[2.into()]),
+            )],
+            ..Default::default()
+        };
+        let mut b = GraphBuilder::new(17);
+        let x = b.input("x", DataType::FLOAT, &[Dim::from(2)]);
+        let cond = b.input("cond", DataType::BOOL, &[]);
+        b.node(NodeProto {
+            op_type: "Sigmoid".into(),
+            input: vec![x],
+            output: vec!["r".into()],
+            ..Default::default()
+        });
+        let y = b.op(
+            "If",
+            &[&cond],
+            vec![
+                attrs::graph("then_branch", branch("Identity", "t")),
+                attrs::graph("else_branch", branch("Neg", "e")),
+            ],
+        );
+        b.nodes.last_mut().unwrap().name = "choose".into();
+        b.output_typed(&y, "y", DataType::FLOAT, Some(&[Dim::from(2)]));
+        let e = build_vjp(
+            &b.build().unwrap(),
+            &VjpSpec {
+                wrt: vec!["x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, Error::UnsupportedVariant { op_type, .. } if op_type == "If")
+                && msg.contains("choose")
+                && msg.contains("\"r\""),
+            "{msg}"
         );
     }
 

@@ -92,3 +92,10 @@ pub fn is_non_differentiable(op_type: &str) -> bool {
             | "BitwiseNot"
     )
 }
+
+/// Inputs whose values the result does not depend on: they give only their element type
+/// (CastLike's `target_type`) or a ratio that inference-mode Dropout ignores. They get no
+/// gradient even when they depend on a differentiated input.
+pub fn carries_no_gradient(op_type: &str, input: usize) -> bool {
+    matches!((op_type, input), ("CastLike", 1) | ("Dropout", 1))
+}

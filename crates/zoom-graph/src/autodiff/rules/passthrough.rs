@@ -87,6 +87,20 @@ mod tests {
             Case::op("CastLike")
                 .input("x", &[2, 3])
                 .weight("like", &[1]),
+            // Exported function bodies cast constants to the type of the input itself
+            // (`CastLike(0.5, x)`): its `target_type` carries no gradient.
+            Case::graph(
+                "CastLike to the differentiated input's type",
+                17,
+                |b, dt| {
+                    let x = b.input("x", dt, &[crate::Dim::Fixed(3)]);
+                    let half = b.scalar(DataType::DOUBLE, 0.5);
+                    let c = b.op("CastLike", &[&half, &x], vec![]);
+                    let s = b.op("Sin", &[&x], vec![]);
+                    let y = b.mul(&c, &s);
+                    b.output(&y, "y");
+                },
+            ),
             Case::graph("Cast float->double->float", 17, |b, dt| {
                 let x = b.input("x", dt, &[crate::Dim::Fixed(3)]);
                 let c = b.cast(&x, DataType::DOUBLE);
