@@ -5,6 +5,7 @@
 //! Add: g, g · Sub: g, −g · Mul: g·b, g·a · Div: g/b, −g·y/b · Pow: g·b·a^(b−1), g·y·ln a ·
 //! Neg: −g · Abs: g·sign(x) · Sqrt: g/(2y) · Exp: g·y · Log: g/x · Reciprocal: −g·y² ·
 //! Erf: g·2/√π·e^(−x²) · Sin: g·cos x · Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
+//! Asin, Acos: ±g/√(1−x²) · Asinh: g/√(x²+1) · Acosh: g/√(x²−1) · Atanh: g/(1−x²) ·
 //! Sinh: g·cosh x · Cosh: g·sinh x · Min/Max: g to the (first) selected input ·
 //! Sum: g to each · Mean: g/n to each · Where: g to the chosen branch.
 
@@ -31,6 +32,11 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("Cos", unary);
     r.add("Tan", unary);
     r.add("Atan", unary);
+    r.add("Asin", unary);
+    r.add("Acos", unary);
+    r.add("Asinh", unary);
+    r.add("Acosh", unary);
+    r.add("Atanh", unary);
     r.add("Sinh", unary);
     r.add("Cosh", unary);
     r.add("Min", min_max);
@@ -224,6 +230,28 @@ fn unary(
             let d = ctx.b.add(&x2, &one);
             ctx.b.div(&g, &d)
         }
+        // asin' = 1/√(1−x²), acos' = −asin', asinh' = 1/√(x²+1), acosh' = 1/√(x²−1),
+        // atanh' = 1/(1−x²).
+        "Asin" | "Acos" | "Asinh" | "Acosh" | "Atanh" => {
+            let x2 = ctx.b.mul(x, x);
+            let one = ctx.scalar(1.0, dt);
+            let q = match n.op_type.as_str() {
+                "Asinh" => ctx.b.add(&x2, &one),
+                "Acosh" => ctx.b.sub(&x2, &one),
+                _ => ctx.b.sub(&one, &x2),
+            };
+            let q = if n.op_type == "Atanh" {
+                q
+            } else {
+                ctx.b.op("Sqrt", &[&q], vec![])
+            };
+            let d = ctx.b.div(&g, &q);
+            if n.op_type == "Acos" {
+                ctx.b.neg(&d)
+            } else {
+                d
+            }
+        }
         "Sinh" => {
             let c = ctx.b.op("Cosh", &[x], vec![]);
             ctx.b.mul(&g, &c)
@@ -360,6 +388,13 @@ mod tests {
         for op in ["Sqrt", "Log", "Reciprocal"] {
             cases.push(unary_case(op, &[], &[2, 3], Inputs::positive()));
         }
+        // Inside each domain, away from the poles of the derivative at ±1.
+        for op in ["Asin", "Acos", "Atanh"] {
+            let inside = Inputs::away_from_zero().range(0.1, 0.8);
+            cases.push(unary_case(op, &[], &[2, 3], inside));
+        }
+        cases.push(unary_case("Asinh", &[], &[2, 3], Inputs::any()));
+        cases.push(unary_case("Acosh", &[], &[2, 3], Inputs::uniform(1.2, 3.0)));
         cases.push(Case::variadic("Sum", &[&[2, 3], &[3], &[2, 1]]));
         cases.push(Case::variadic("Mean", &[&[2, 3], &[3], &[2, 1]]));
         cases.push(Case::variadic("Max", &[&[2, 3], &[3], &[2, 1]]));

@@ -70,8 +70,13 @@ pub(crate) fn norm_axis(n: &NodeProto, axis: i64, rank: usize) -> Result<usize> 
 #[cfg(test)]
 pub(crate) const TESTED_OPS: &[&str] = &[
     "Abs",
+    "Acos",
+    "Acosh",
     "Add",
+    "Asin",
+    "Asinh",
     "Atan",
+    "Atanh",
     "AveragePool",
     "BatchNormalization",
     "Cast",
