@@ -4,7 +4,7 @@
 //! y = γ·(x−μ)/√(σ²+ε) + β, so dx = g·γ/√(σ²+ε) per channel; dγ = Σ g·x̂, dβ = Σ g,
 //! dμ = −Σ g·γ/√(σ²+ε), dσ² = −½ Σ g·γ·(x−μ)·(σ²+ε)^(−3/2). Training mode is not supported.
 //!
-//! LayerNormalization / InstanceNormalization (statistics of x over the normalised axes):
+//! Layer/Instance/GroupNormalization (statistics of x over the normalised axes):
 //! with x̂ = (x−μ)·r, r = 1/√(var+ε) and ĝ = g·γ,
 //! dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)); dγ = Σ g·x̂ and dβ = Σ g over the other axes.
 //! The statistics are recomputed from x in the gradient graph (a few cheap reductions).
@@ -14,11 +14,13 @@ use crate::autodiff::ctx::VjpCtx;
 use crate::autodiff::registry::Registry;
 use crate::error::Result;
 use crate::proto::NodeProto;
+use crate::DataType;
 
 pub(crate) fn register(r: &mut Registry) {
     r.add("BatchNormalization", batch_norm);
     r.add("LayerNormalization", layer_norm);
     r.add("InstanceNormalization", instance_norm);
+    r.add("GroupNormalization", group_norm);
 }
 
 /// Reshape a per-channel vector [C] to [C, 1, …] so it broadcasts over NC… tensors.
@@ -91,18 +93,30 @@ fn batch_norm(
     Ok(out)
 }
 
-/// Shared part of Layer/InstanceNormalization: returns (dx, x̂) for normalisation over `axes`,
-/// with `gamma_b` = γ broadcastable against x.
+/// Statistics of x over the normalised axes, kept for the gradients that need them.
+struct Normalized {
+    /// dx through y (None when y has no cotangent or x̂ alone was asked for).
+    dx: Option<String>,
+    /// x̂ = (x − μ)·r.
+    xh: String,
+    /// r = 1/√(var + ε), keepdims over the normalised axes.
+    r: String,
+}
+
+/// Shared part of Layer/Instance/GroupNormalization: the statistics of x over `axes`, and dx
+/// through y = γ·x̂ + β for the output cotangent `g`, with `gamma_b` = γ broadcastable against x
+/// (of element type `dt`: x may be a view the shape inference has not seen).
+#[allow(clippy::too_many_arguments)]
 fn normalized_grad(
     ctx: &mut VjpCtx,
     x: &str,
-    g: &str,
+    dt: DataType,
+    g: Option<&str>,
     gamma_b: &str,
     axes: &[i64],
     eps: f64,
     need_xhat_only: bool,
-) -> Result<(Option<String>, String)> {
-    let dt = ctx.dtype(x)?;
+) -> Result<Normalized> {
     let mu = ctx.b.reduce("ReduceMean", x, axes, true);
     let xc = ctx.b.sub(x, &mu);
     let sq = ctx.b.mul(&xc, &xc);
@@ -112,9 +126,9 @@ fn normalized_grad(
     let sd = ctx.b.op("Sqrt", &[&ve], vec![]);
     let r = ctx.b.op("Reciprocal", &[&sd], vec![]);
     let xh = ctx.b.mul(&xc, &r);
-    if need_xhat_only {
-        return Ok((None, xh));
-    }
+    let Some(g) = g.filter(|_| !need_xhat_only) else {
+        return Ok(Normalized { dx: None, xh, r });
+    };
     let gh = ctx.b.mul(g, gamma_b);
     let m1 = ctx.b.reduce("ReduceMean", &gh, axes, true);
     let ghx = ctx.b.mul(&gh, &xh);
@@ -122,34 +136,69 @@ fn normalized_grad(
     let t = ctx.b.sub(&gh, &m1);
     let u = ctx.b.mul(&xh, &m2);
     let t = ctx.b.sub(&t, &u);
-    Ok((Some(ctx.b.mul(&t, &r)), xh))
+    let dx = ctx.b.mul(&t, &r);
+    Ok(Normalized {
+        dx: Some(dx),
+        xh,
+        r,
+    })
 }
 
+/// LayerNormalization, including cotangents of its Mean and InvStdDev outputs (statistics
+/// over the N normalised elements): dMean/dx = 1/N, and, since Σ(x − μ) = 0,
+/// dr/dx = −r³·(x − μ)/N = −r²·x̂/N.
 fn layer_norm(
     ctx: &mut VjpCtx,
     n: &NodeProto,
     dy: &[Option<String>],
     need: &[bool],
 ) -> Result<Vec<Option<String>>> {
-    if dy.iter().skip(1).any(Option::is_some) {
-        return Err(n.unsupported("gradients of the Mean/InvStdDev outputs"));
-    }
-    let g = dy0(n, dy)?;
+    let g = dy.first().cloned().flatten();
+    let (g_mean, g_inv) = (dy.get(1).cloned().flatten(), dy.get(2).cloned().flatten());
     let (x, scale, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let xs = ctx.shape(x)?;
+    let dt = ctx.dtype(x)?;
     let r = xs.len();
     let axis = super::norm_axis(n, n.attr_or::<i64>("axis", -1)?, r)?;
     let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
     let axes: Vec<i64> = (axis as i64..r as i64).collect();
-    let (dx, xh) = normalized_grad(ctx, x, &g, scale, &axes, eps, !need[0])?;
+    let count: usize = xs[axis..].iter().product();
+    let st = normalized_grad(ctx, x, dt, g.as_deref(), scale, &axes, eps, !need[0])?;
     let mut out = vec![None; n.input.len()];
-    out[0] = dx;
-    if need[1] {
-        let t = ctx.b.mul(&g, &xh);
-        out[1] = Some(ctx.unbroadcast_to(&t, y, scale)?);
+    if need[0] {
+        let mut parts: Vec<String> = st.dx.iter().cloned().collect();
+        let inv_n = ctx.scalar(1.0 / count as f64, dt);
+        if let Some(gm) = &g_mean {
+            // gm has x's rank with the normalised axes kept as 1: Add broadcasts it.
+            let zero = ctx.b.fill(&xs, dt, 0.0);
+            let t = ctx.b.mul(gm, &inv_n);
+            parts.push(ctx.b.add(&zero, &t));
+        }
+        if let Some(gi) = &g_inv {
+            let r2 = ctx.b.mul(&st.r, &st.r);
+            let k = ctx.b.mul(&r2, &inv_n);
+            let k = ctx.b.mul(&k, gi);
+            let t = ctx.b.mul(&st.xh, &k);
+            parts.push(ctx.b.neg(&t));
+        }
+        out[0] = Some(ctx.sum(&parts));
     }
-    if need.get(2).copied().unwrap_or(false) {
-        out[2] = Some(ctx.unbroadcast_to(&g, y, &n.input[2])?);
+    if let Some(g) = &g {
+        if need[1] {
+            let t = ctx.b.mul(g, &st.xh);
+            out[1] = Some(ctx.unbroadcast_to(&t, y, scale)?);
+        }
+        if need.get(2).copied().unwrap_or(false) {
+            out[2] = Some(ctx.unbroadcast_to(g, y, &n.input[2])?);
+        }
+    } else if need[1..].iter().any(|&b| b) {
+        // Mean and InvStdDev do not depend on scale or bias.
+        for (k, &nd) in need.iter().enumerate().skip(1) {
+            if nd {
+                let shape = ctx.shape(&n.input[k])?;
+                out[k] = Some(ctx.b.fill(&shape, dt, 0.0));
+            }
+        }
     }
     Ok(out)
 }
@@ -163,21 +212,80 @@ fn instance_norm(
     let g = dy0(n, dy)?;
     let (x, scale) = (&n.input[0], &n.input[1]);
     let xs = ctx.shape(x)?;
+    let dt = ctx.dtype(x)?;
     let r = xs.len();
     let c = xs[1];
     let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
     let axes: Vec<i64> = (2..r as i64).collect();
     let gamma = per_channel(ctx, scale, c, r);
-    let (dx, xh) = normalized_grad(ctx, x, &g, &gamma, &axes, eps, !need[0])?;
+    let st = normalized_grad(ctx, x, dt, Some(&g), &gamma, &axes, eps, !need[0])?;
     let mut out = vec![None; n.input.len()];
-    out[0] = dx;
+    out[0] = st.dx;
     let red: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
     if need[1] {
-        let t = ctx.b.mul(&g, &xh);
+        let t = ctx.b.mul(&g, &st.xh);
         out[1] = Some(ctx.b.reduce("ReduceSum", &t, &red, false));
     }
     if need[2] {
         out[2] = Some(ctx.b.reduce("ReduceSum", &g, &red, false));
+    }
+    Ok(out)
+}
+
+/// GroupNormalization: the statistics are over each group of C/G channels and all spatial
+/// positions. In the view [N, G, C/G, S] (S = the spatial size) it is a normalisation over
+/// the last two axes, with γ and β per channel ([C], opset 21) or per group ([G], opset 18).
+fn group_norm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, scale) = (&n.input[0], &n.input[1]);
+    let xs = ctx.shape_i64(x)?;
+    let dt = ctx.dtype(x)?;
+    if xs.len() < 2 {
+        return Err(n.error(format!("input of rank {} (want N, C, …)", xs.len())));
+    }
+    let (nn, c) = (xs[0], xs[1]);
+    let groups = n.attr_req::<i64>("num_groups")?;
+    if groups <= 0 || c % groups != 0 {
+        return Err(n.attr_error(
+            "num_groups",
+            format!("{groups} does not divide the {c} channels"),
+        ));
+    }
+    let s: i64 = xs[2..].iter().product();
+    let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
+    let per_channel_params = ctx.opset() >= 21;
+    let view = [nn, groups, c / groups, s];
+    let gamma_shape: &[i64] = if per_channel_params {
+        &[groups, c / groups, 1]
+    } else {
+        &[groups, 1, 1]
+    };
+    let xv = ctx.b.reshape(x, &view);
+    let gv = ctx.b.reshape(&g, &view);
+    let gamma = ctx.b.reshape(scale, gamma_shape);
+    let st = normalized_grad(ctx, &xv, dt, Some(&gv), &gamma, &[2, 3], eps, !need[0])?;
+    let mut out = vec![None; n.input.len()];
+    out[0] = st.dx.map(|d| ctx.b.reshape(&d, &xs));
+    // Parameter gradients sum over what each parameter is shared across.
+    let red: &[i64] = if per_channel_params {
+        &[0, 3]
+    } else {
+        &[0, 2, 3]
+    };
+    let param_shape = [if per_channel_params { c } else { groups }];
+    if need[1] {
+        let t = ctx.b.mul(&gv, &st.xh);
+        let t = ctx.b.reduce("ReduceSum", &t, red, false);
+        out[1] = Some(ctx.b.reshape(&t, &param_shape));
+    }
+    if need[2] {
+        let t = ctx.b.reduce("ReduceSum", &gv, red, false);
+        out[2] = Some(ctx.b.reshape(&t, &param_shape));
     }
     Ok(out)
 }
@@ -235,6 +343,37 @@ mod tests {
                 .outputs(3)
                 .of(&["y0"])
                 .named("Mean/InvStdDev outputs"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 3, 4])
+                .input("scale", &[3, 4])
+                .weight("bias", &[3, 4])
+                .attr(attrs::int("axis", -2))
+                .outputs(3)
+                .named("Mean/InvStdDev outputs differentiated"),
+            Case::op("LayerNormalization")
+                .input("x", &[2, 5])
+                .input("scale", &[5])
+                .outputs(3)
+                .of(&["y1", "y2"])
+                .named("only Mean/InvStdDev"),
+            Case::op("GroupNormalization")
+                .input("x", &[2, 6, 3, 2])
+                .input("scale", &[6])
+                .input("bias", &[6])
+                .attr(attrs::int("num_groups", 3))
+                .opset(21)
+                // stash_type (float32 statistics) makes even a float64 model float32-exact.
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("opset 21, per-channel scale"),
+            Case::op("GroupNormalization")
+                .input("x", &[2, 4, 5])
+                .input("scale", &[2])
+                .input("bias", &[2])
+                .attr(attrs::int("num_groups", 2))
+                .attr(attrs::float("epsilon", 1e-3))
+                .opset(18)
+                .named("opset 18, per-group scale"),
             Case::op("InstanceNormalization")
                 .input("x", &[2, 3, 4, 3])
                 .weight("scale", &[3])
