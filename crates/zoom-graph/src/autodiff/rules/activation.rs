@@ -45,6 +45,7 @@ pub(crate) fn register(r: &mut Registry) {
         "HardSwish",
         "Mish",
         "Gelu",
+        "Shrink",
     ] {
         r.add(op, activation);
     }
@@ -155,6 +156,15 @@ fn activation(
             let a = ctx.scalar(alpha, dt);
             let pos = ctx.b.op("Greater", &[x, &a], vec![]);
             return grads(vec![ctx.b.where_(&pos, &g, &zero)]);
+        }
+        "Shrink" => {
+            // y = x ∓ bias outside [−λ, λ], 0 inside: slope 1 where |x| > λ.
+            let lambd = n.attr_or::<f32>("lambd", 0.5)? as f64;
+            let l = ctx.scalar(lambd, dt);
+            let ax = ctx.b.op("Abs", &[x], vec![]);
+            let out = ctx.b.op("Greater", &[&ax, &l], vec![]);
+            let m = ctx.b.cast(&out, dt);
+            return grads(vec![ctx.b.mul(&g, &m)]);
         }
         "HardSigmoid" => {
             let alpha = n.attr_or::<f32>("alpha", 0.2)? as f64;
@@ -326,6 +336,14 @@ mod tests {
                 Inputs::uniform(0.6, 2.0),
             )
             .float_only(),
+            unary_case(
+                "Shrink",
+                &[attrs::float("lambd", 0.3), attrs::float("bias", 0.2)],
+                s,
+                Inputs::away_from_zero().range(0.05, 2.0),
+            )
+            .float_only()
+            .named("soft"),
             unary_case("HardSigmoid", &[], s, Inputs::uniform(-2.0, 2.0)).float_only(),
             unary_case(
                 "HardSigmoid",

@@ -13,6 +13,8 @@
 //!   (unchanged for reduction=add); the updates get the cotangent gathered back (GatherND /
 //!   GatherElements).
 //! - CumSum: a cumulative sum in the opposite direction. Trilu: the same Trilu.
+//! - TopK: the values' cotangent scattered back to the Indices output (distinct along the axis,
+//!   so a plain ScatterElements, any opset).
 //! - Pad: constant mode → Slice (and zero padding for negative pads); edge/reflect/wrap → the
 //!   centre slice plus each border folded back onto the input positions it copied.
 
@@ -38,6 +40,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("ScatterElements", scatter);
     r.add("CumSum", cumsum);
     r.add("Trilu", trilu);
+    r.add("TopK", top_k);
 }
 
 fn first_only(n: &NodeProto, g: String) -> Vec<Option<String>> {
@@ -206,6 +209,24 @@ fn gather_elements(
         "ScatterElements",
         &[&z, ind, &g],
         vec![attrs::int("axis", axis), attrs::string("reduction", "add")],
+    );
+    Ok(vec![Some(d), None])
+}
+
+fn top_k(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let axis = n.attr_or::<i64>("axis", -1)?;
+    let idx = ctx.forward_output(n, 1);
+    let z = ctx.zeros_like(&n.input[0])?;
+    let d = ctx.b.op(
+        "ScatterElements",
+        &[&z, &idx, &g],
+        vec![attrs::int("axis", axis)],
     );
     Ok(vec![Some(d), None])
 }
@@ -682,6 +703,26 @@ mod tests {
                 .ints_shaped("k", &[], &[1])
                 .attr(attrs::int("upper", 0))
                 .named("lower k=1"),
+            Case::op("TopK")
+                .input("x", &[3, 5])
+                .ints("k", &[2])
+                .outputs(2)
+                .of(&["y0"]),
+            Case::op("TopK")
+                .input("x", &[4, 3, 2])
+                .ints("k", &[3])
+                .attr(attrs::int("axis", 0))
+                .attr(attrs::int("largest", 0))
+                .outputs(2)
+                .of(&["y0"])
+                .named("smallest, axis 0"),
+            Case::op("TopK")
+                .input("x", &[2, 6])
+                .ints("k", &[2])
+                .outputs(2)
+                .of(&["y0"])
+                .opset(13)
+                .named("opset 13"),
         ]);
         run_cases(cases);
     }

@@ -2,7 +2,7 @@
 //! and yk = the output in keepdims form:
 //!
 //! ReduceSum: gk · ReduceMean: gk/N · ReduceSumSquare: 2·x·gk · ReduceL2: x·gk/yk ·
-//! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceMax/Min: gk shared equally by the
+//! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceLogSum: gk·e^(−yk) · ReduceMax/Min: gk shared equally by the
 //! elements equal to the extremum.
 //!
 //! `axes` is an attribute before opset 13 (ReduceSum) / 18 (the others) and an input after.
@@ -21,6 +21,7 @@ pub(crate) fn register(r: &mut Registry) {
         "ReduceL2",
         "ReduceL1",
         "ReduceLogSumExp",
+        "ReduceLogSum",
         "ReduceMax",
         "ReduceMin",
     ] {
@@ -103,6 +104,13 @@ fn reduce(
             let e = ctx.b.op("Exp", &[&t], vec![]);
             ctx.b.mul(&e, &gk)
         }
+        "ReduceLogSum" => {
+            // y = ln Σx, so every x gets g/Σx = g·e^(−y).
+            let ny = ctx.b.neg(&yk);
+            let e = ctx.b.op("Exp", &[&ny], vec![]);
+            let t = ctx.b.mul(&e, &gk);
+            expand(ctx, &t)
+        }
         "ReduceMax" | "ReduceMin" => {
             let eq = ctx.b.op("Equal", &[x, &yk], vec![]);
             let m = ctx.b.cast(&eq, dt);
@@ -132,11 +140,14 @@ mod tests {
             "ReduceL2",
             "ReduceL1",
             "ReduceLogSumExp",
+            "ReduceLogSum",
             "ReduceMax",
             "ReduceMin",
         ] {
             let values = if op == "ReduceL1" {
                 Inputs::away_from_zero()
+            } else if op == "ReduceLogSum" {
+                Inputs::positive()
             } else {
                 Inputs::any()
             };
