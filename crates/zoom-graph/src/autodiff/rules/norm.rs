@@ -8,6 +8,13 @@
 //! with x̂ = (x−μ)·r, r = 1/√(var+ε) and ĝ = g·γ,
 //! dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)); dγ = Σ g·x̂ and dβ = Σ g over the other axes.
 //! The statistics are recomputed from x in the gradient graph (a few cheap reductions).
+//!
+//! LRN: y = x·s^(−β), s = bias + α/size·Σ_window x² over neighbouring channels, so
+//! dx = g·s^(−β) − (2αβ/size)·x·Σ_window' (g·x·s^(−β−1)), where window' is the mirrored
+//! channel window. Both window sums are 1×1 convolutions with a constant band matrix.
+//!
+//! LpNormalization: y = x/‖x‖ₚ along an axis; dx = (g − d·Σ g·y)/‖x‖ₚ with d = y (p = 2) or
+//! sign(x) (p = 1).
 
 use super::dy0;
 use crate::autodiff::ctx::VjpCtx;
@@ -21,6 +28,8 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("LayerNormalization", layer_norm);
     r.add("InstanceNormalization", instance_norm);
     r.add("GroupNormalization", group_norm);
+    r.add("LRN", lrn);
+    r.add("LpNormalization", lp_normalization);
 }
 
 /// Reshape a per-channel vector [C] to [C, 1, …] so it broadcasts over NC… tensors.
@@ -290,6 +299,91 @@ fn group_norm(
     Ok(out)
 }
 
+fn lrn(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (&n.input[0], &n.output[0]);
+    let xs = ctx.shape(x)?;
+    let dt = ctx.dtype(x)?;
+    if xs.len() < 3 {
+        return Err(n.error(format!("input of rank {} (want N, C, D1, …)", xs.len())));
+    }
+    let size = n.attr_req::<i64>("size")?;
+    if size < 1 {
+        return Err(n.attr_error("size", format!("{size}, want at least 1")));
+    }
+    let alpha = n.attr_or::<f32>("alpha", 1e-4)? as f64;
+    let beta = n.attr_or::<f32>("beta", 0.75)? as f64;
+    let bias = n.attr_or::<f32>("bias", 1.0)? as f64;
+    let c = xs[1];
+    // Channel i is in the window of channel k when k − ⌊(size−1)/2⌋ ≤ i ≤ k + ⌈(size−1)/2⌉.
+    let (lo, hi) = ((size - 1) / 2, size / 2);
+    let in_window = |k: usize, i: usize| {
+        let d = i as i64 - k as i64;
+        -lo <= d && d <= hi
+    };
+    let mut dims = vec![c, c];
+    dims.extend(std::iter::repeat_n(1, xs.len() - 2));
+    let band: Vec<f64> = (0..c * c)
+        .map(|e| f64::from(u8::from(in_window(e / c, e % c))))
+        .collect();
+    let band_t: Vec<f64> = (0..c * c)
+        .map(|e| f64::from(u8::from(in_window(e % c, e / c))))
+        .collect();
+    let w = ctx.b.constant_float("lrn_window", dt, &dims, &band);
+    let wt = ctx.b.constant_float("lrn_window_t", dt, &dims, &band_t);
+    let sq = ctx.b.mul(x, x);
+    let sum = ctx.b.op("Conv", &[&sq, &w], vec![]);
+    let k = ctx.scalar(alpha / size as f64, dt);
+    let b0 = ctx.scalar(bias, dt);
+    let t = ctx.b.mul(&sum, &k);
+    let s = ctx.b.add(&t, &b0); // s
+    let direct = {
+        // s^(−β) = y/x where x ≠ 0; computed as a power so x = 0 is no special case.
+        let nb = ctx.scalar(-beta, dt);
+        let p = ctx.b.op("Pow", &[&s, &nb], vec![]);
+        ctx.b.mul(&g, &p)
+    };
+    let gy = ctx.b.mul(&g, y); // g·x·s^(−β)
+    let gys = ctx.b.div(&gy, &s); // g·x·s^(−β−1)
+    let back = ctx.b.op("Conv", &[&gys, &wt], vec![]);
+    let f = ctx.scalar(2.0 * alpha * beta / size as f64, dt);
+    let t = ctx.b.mul(x, &back);
+    let t = ctx.b.mul(&t, &f);
+    Ok(vec![Some(ctx.b.sub(&direct, &t))])
+}
+
+fn lp_normalization(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (&n.input[0], &n.output[0]);
+    let rank = ctx.shape(x)?.len();
+    let axis = super::norm_axis(n, n.attr_or::<i64>("axis", -1)?, rank)?;
+    let p = n.attr_or::<i64>("p", 2)?;
+    let ax = [axis as i64];
+    let (norm, d) = match p {
+        2 => (ctx.b.reduce("ReduceL2", x, &ax, true), y.clone()),
+        1 => (
+            ctx.b.reduce("ReduceL1", x, &ax, true),
+            ctx.b.op("Sign", &[x], vec![]),
+        ),
+        _ => return Err(n.attr_error("p", format!("{p}, want 1 or 2"))),
+    };
+    let gy = ctx.b.mul(&g, y);
+    let sum = ctx.b.reduce("ReduceSum", &gy, &ax, true);
+    let t = ctx.b.mul(&d, &sum);
+    let t = ctx.b.sub(&g, &t);
+    Ok(vec![Some(ctx.b.div(&t, &norm))])
+}
+
 #[cfg(test)]
 mod tests {
     use crate::attrs;
@@ -374,6 +468,32 @@ mod tests {
                 .attr(attrs::float("epsilon", 1e-3))
                 .opset(18)
                 .named("opset 18, per-group scale"),
+            Case::op("LRN")
+                .input("x", &[2, 5, 3, 2])
+                .attr(attrs::int("size", 3))
+                .attr(attrs::float("alpha", 0.5))
+                .attr(attrs::float("bias", 1.5))
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("size 3"),
+            // ONNX Runtime supports odd sizes and rank 4 only.
+            Case::op("LRN")
+                .input("x", &[1, 6, 4, 1])
+                .attr(attrs::int("size", 5))
+                .attr(attrs::float("alpha", 0.8))
+                .attr(attrs::float("beta", 0.6))
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("size 5"),
+            Case::op("LpNormalization")
+                .input("x", &[3, 4])
+                .attr(attrs::int("axis", 0))
+                .named("p 2, axis 0"),
+            Case::op("LpNormalization")
+                .input("x", &[2, 3, 4])
+                .attr(attrs::int("p", 1))
+                .values(Inputs::away_from_zero())
+                .named("p 1, last axis"),
             Case::op("InstanceNormalization")
                 .input("x", &[2, 3, 4, 3])
                 .weight("scale", &[3])
