@@ -18,6 +18,7 @@ pub mod autodiff;
 pub mod builder;
 pub mod compose;
 pub mod dtype;
+pub(crate) mod einsum;
 pub mod error;
 pub mod eval;
 pub mod fp16;

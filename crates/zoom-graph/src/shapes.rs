@@ -1375,7 +1375,28 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 out,
             )])
         }
-        "Einsum" => Ok(vec![]),
+        "Einsum" => {
+            let dims: Option<Vec<&Vec<Dim>>> = (0..node.input.len()).map(|k| inp.dims(k)).collect();
+            let Some(dims) = dims else {
+                return Ok(vec![]);
+            };
+            let ranks: Vec<usize> = dims.iter().map(|d| d.len()).collect();
+            let eq = crate::einsum::parse(&node.attr_req::<String>("equation")?, &ranks)
+                .map_err(|e| node.attr_error("equation", e))?;
+            // Each output letter's size, from any operand where it is not a broadcast 1.
+            let size_of = |c: char| {
+                let mut found = None;
+                for (term, d) in eq.terms.iter().zip(&dims) {
+                    for (&l, dim) in term.iter().zip(d.iter()) {
+                        if l == c && (found.is_none() || *dim != Dim::Fixed(1)) {
+                            found = Some(dim.clone());
+                        }
+                    }
+                }
+                found.unwrap_or(Dim::Unknown)
+            };
+            Ok(vec![vt(dt, eq.out.iter().map(|&c| size_of(c)).collect())])
+        }
         _ => Ok(vec![]),
     }
 }

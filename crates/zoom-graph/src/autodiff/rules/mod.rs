@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod einsum;
 pub mod elementwise;
 pub mod index;
 pub mod layout;
@@ -26,6 +27,7 @@ use crate::proto::NodeProto;
 pub(crate) fn register_all(r: &mut Registry) {
     activation::register(r);
     conv::register(r);
+    einsum::register(r);
     elementwise::register(r);
     index::register(r);
     layout::register(r);
@@ -92,6 +94,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "DepthToSpace",
     "Div",
     "Dropout",
+    "Einsum",
     "Elu",
     "Erf",
     "Exp",
