@@ -1375,6 +1375,31 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 out,
             )])
         }
+        "CenterCropPad" => {
+            let Some(target) = inp.ints(1) else {
+                return Ok(vec![]);
+            };
+            let r = d0.len();
+            let axes: Vec<i64> = node
+                .get_attr::<Vec<i64>>("axes")?
+                .unwrap_or_else(|| (0..r as i64).collect());
+            if axes.len() != target.len() {
+                return Err(err(format!(
+                    "{} axes but a target shape of {} dimensions",
+                    axes.len(),
+                    target.len()
+                )));
+            }
+            let mut out = d0.clone();
+            for (&a, &t) in axes.iter().zip(&target) {
+                let a = if a < 0 { a + r as i64 } else { a };
+                if a < 0 || a as usize >= r {
+                    return Err(err(format!("axis {a} is out of range for rank {r}")));
+                }
+                out[a as usize] = fx(t);
+            }
+            Ok(vec![vt(dt, out)])
+        }
         "Einsum" => {
             let dims: Option<Vec<&Vec<Dim>>> = (0..node.input.len()).map(|k| inp.dims(k)).collect();
             let Some(dims) = dims else {

@@ -4,7 +4,7 @@
 //! Derivatives (g = output cotangent, y = output):
 //! Add: g, g · Sub: g, −g · Mul: g·b, g·a · Div: g/b, −g·y/b · Pow: g·b·a^(b−1), g·y·ln a ·
 //! Neg: −g · Abs: g·sign(x) · Sqrt: g/(2y) · Exp: g·y · Log: g/x · Reciprocal: −g·y² ·
-//! Erf: g·2/√π·e^(−x²) · Sin: g·cos x · Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
+//! Mod: g, −g·k (k the integer a/b was rounded to) · Erf: g·2/√π·e^(−x²) · Sin: g·cos x · Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
 //! Asin, Acos: ±g/√(1−x²) · Asinh: g/√(x²+1) · Acosh: g/√(x²−1) · Atanh: g/(1−x²) ·
 //! Sinh: g·cosh x · Cosh: g·sinh x · Min/Max: g to the (first) selected input ·
 //! Sum: g to each · Mean: g/n to each · Where: g to the chosen branch.
@@ -21,6 +21,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("Mul", mul);
     r.add("Div", div);
     r.add("Pow", pow);
+    r.add("Mod", modulo);
     r.add("Neg", unary);
     r.add("Abs", unary);
     r.add("Sqrt", unary);
@@ -105,6 +106,34 @@ fn div(
     if need[1] {
         // d(a/b)/db = −a/b² = −y/b
         let t = ctx.b.mul(&gb, y);
+        let t = ctx.b.neg(&t);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
+    }
+    Ok(out)
+}
+
+/// Mod on floats (fmod = 1, as ONNX requires): y = a − b·k with k = trunc(a/b), an integer
+/// constant between the jumps, so da = g and db = −g·k; k is recovered as round((a − y)/b).
+fn modulo(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = super::dy0(n, dy)?;
+    let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    if !ctx.dtype(y)?.is_float() {
+        return Err(n.unsupported("integer Mod"));
+    }
+    let mut out = vec![None, None];
+    if need[0] {
+        out[0] = Some(ctx.unbroadcast_to(&g, y, a)?);
+    }
+    if need[1] {
+        let r = ctx.b.sub(a, y);
+        let q = ctx.b.div(&r, b);
+        let k = ctx.b.op("Round", &[&q], vec![]);
+        let t = ctx.b.mul(&g, &k);
         let t = ctx.b.neg(&t);
         out[1] = Some(ctx.unbroadcast_to(&t, y, b)?);
     }
@@ -371,6 +400,16 @@ mod tests {
                 .input("b", &[2, 3])
                 .values(Inputs::positive())
                 .named("exponent gradient where the base is 0"),
+        );
+        // Float Mod requires fmod = 1 (C fmod: the sign of a).
+        cases.push(
+            binary_case(
+                "Mod",
+                &[2, 3],
+                &[3],
+                Inputs::away_from_zero().range(0.3, 2.5),
+            )
+            .attr(crate::attrs::int("fmod", 1)),
         );
         cases.push(Case::pow_const_exponent(2.0));
         cases.push(Case::pow_const_exponent(0.5));

@@ -13,6 +13,8 @@
 //!   (unchanged for reduction=add); the updates get the cotangent gathered back (GatherND /
 //!   GatherElements).
 //! - CumSum: a cumulative sum in the opposite direction. Trilu: the same Trilu.
+//! - CenterCropPad: a centred crop (Slice) and zero pad per axis; the cotangent is cropped where
+//!   the input was padded and zero-padded where it was cropped.
 //! - TopK: the values' cotangent scattered back to the Indices output (distinct along the axis,
 //!   so a plain ScatterElements, any opset).
 //! - Pad: constant mode → Slice (and zero padding for negative pads); edge/reflect/wrap → the
@@ -41,6 +43,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("CumSum", cumsum);
     r.add("Trilu", trilu);
     r.add("TopK", top_k);
+    r.add("CenterCropPad", center_crop_pad);
 }
 
 fn first_only(n: &NodeProto, g: String) -> Vec<Option<String>> {
@@ -211,6 +214,55 @@ fn gather_elements(
         vec![attrs::int("axis", axis), attrs::string("reduction", "add")],
     );
     Ok(vec![Some(d), None])
+}
+
+fn center_crop_pad(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let xs = ctx.shape_i64(&n.input[0])?;
+    let r = xs.len();
+    let target = ctx.const_ints(n, 1, "shape")?;
+    let axes: Vec<i64> = n
+        .get_attr::<Vec<i64>>("axes")?
+        .unwrap_or_else(|| (0..r as i64).collect());
+    if axes.len() != target.len() {
+        return Err(n.error(format!(
+            "{} axes but a target shape of {} dimensions",
+            axes.len(),
+            target.len()
+        )));
+    }
+    // Where the output is larger (padded) the cotangent's centre is sliced out; where it is
+    // smaller (cropped) it is padded back with zeros. Either way the offset is ⌊|Δ|/2⌋.
+    let (mut starts, mut ends, mut slice_axes) = (vec![], vec![], vec![]);
+    let mut pads = vec![0i64; 2 * r];
+    for (&a, &t) in axes.iter().zip(&target) {
+        let a = norm_axis(n, a, r)?;
+        let d = xs[a];
+        if t > d {
+            let before = (t - d) / 2;
+            starts.push(before);
+            ends.push(before + d);
+            slice_axes.push(a as i64);
+        } else if t < d {
+            let before = (d - t) / 2;
+            pads[a] = before;
+            pads[a + r] = d - t - before;
+        }
+    }
+    let mut v = g;
+    if !slice_axes.is_empty() {
+        let steps = vec![1; slice_axes.len()];
+        v = ctx.b.slice(&v, &starts, &ends, &slice_axes, &steps);
+    }
+    if pads.iter().any(|&p| p != 0) {
+        v = ctx.b.pad(&v, &pads, "constant");
+    }
+    Ok(vec![Some(v), None])
 }
 
 fn top_k(
@@ -703,6 +755,17 @@ mod tests {
                 .ints_shaped("k", &[], &[1])
                 .attr(attrs::int("upper", 0))
                 .named("lower k=1"),
+            Case::op("CenterCropPad")
+                .input("x", &[5, 4, 3])
+                .ints("shape", &[3, 7, 3])
+                .opset(18)
+                .named("crop, pad, keep"),
+            Case::op("CenterCropPad")
+                .input("x", &[2, 6, 5])
+                .ints("shape", &[3, 3])
+                .attr(attrs::ints("axes", &[-1, 1]))
+                .opset(18)
+                .named("odd crop, negative axes"),
             Case::op("TopK")
                 .input("x", &[3, 5])
                 .ints("k", &[2])
