@@ -131,6 +131,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "PRelu",
     "Pad",
     "Pow",
+    "RMSNormalization",
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",

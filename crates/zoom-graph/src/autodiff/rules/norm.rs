@@ -9,6 +9,9 @@
 //! dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)); dγ = Σ g·x̂ and dβ = Σ g over the other axes.
 //! The statistics are recomputed from x in the gradient graph (a few cheap reductions).
 //!
+//! RMSNormalization (opset 23): x̂ = x·r with r = 1/√(mean(x²)+ε), no centring; with ĝ = g·γ,
+//! dx = r·(ĝ − x̂·mean(ĝ·x̂)); dγ = Σ g·x̂.
+//!
 //! LRN: y = x·s^(−β), s = bias + α/size·Σ_window x² over neighbouring channels, so
 //! dx = g·s^(−β) − (2αβ/size)·x·Σ_window' (g·x·s^(−β−1)), where window' is the mirrored
 //! channel window. Both window sums are 1×1 convolutions with a constant band matrix.
@@ -28,6 +31,7 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("LayerNormalization", layer_norm);
     r.add("InstanceNormalization", instance_norm);
     r.add("GroupNormalization", group_norm);
+    r.add("RMSNormalization", rms_norm);
     r.add("LRN", lrn);
     r.add("LpNormalization", lp_normalization);
 }
@@ -299,6 +303,42 @@ fn group_norm(
     Ok(out)
 }
 
+fn rms_norm(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    need: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, scale, y) = (&n.input[0], &n.input[1], &n.output[0]);
+    let rank = ctx.shape(x)?.len();
+    let dt = ctx.dtype(x)?;
+    let axis = super::norm_axis(n, n.attr_or::<i64>("axis", -1)?, rank)?;
+    let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
+    let axes: Vec<i64> = (axis as i64..rank as i64).collect();
+    let sq = ctx.b.mul(x, x);
+    let ms = ctx.b.reduce("ReduceMean", &sq, &axes, true);
+    let e = ctx.scalar(eps, dt);
+    let ve = ctx.b.add(&ms, &e);
+    let sd = ctx.b.op("Sqrt", &[&ve], vec![]);
+    let r = ctx.b.op("Reciprocal", &[&sd], vec![]);
+    let xh = ctx.b.mul(x, &r);
+    let mut out = vec![None; n.input.len()];
+    if need[0] {
+        let gh = ctx.b.mul(&g, scale);
+        let ghx = ctx.b.mul(&gh, &xh);
+        let m = ctx.b.reduce("ReduceMean", &ghx, &axes, true);
+        let u = ctx.b.mul(&xh, &m);
+        let t = ctx.b.sub(&gh, &u);
+        out[0] = Some(ctx.b.mul(&t, &r));
+    }
+    if need[1] {
+        let t = ctx.b.mul(&g, &xh);
+        out[1] = Some(ctx.unbroadcast_to(&t, y, scale)?);
+    }
+    Ok(out)
+}
+
 fn lrn(
     ctx: &mut VjpCtx,
     n: &NodeProto,
@@ -468,6 +508,22 @@ mod tests {
                 .attr(attrs::float("epsilon", 1e-3))
                 .opset(18)
                 .named("opset 18, per-group scale"),
+            Case::op("RMSNormalization")
+                .input("x", &[2, 3, 4])
+                .input("scale", &[4])
+                .opset(23)
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("last axis"),
+            Case::op("RMSNormalization")
+                .input("x", &[2, 3, 4])
+                .weight("scale", &[3, 4])
+                .attr(attrs::int("axis", 1))
+                .attr(attrs::float("epsilon", 1e-3))
+                .opset(23)
+                .float_only()
+                .f32_fd(1e-2, 2e-2)
+                .named("axis 1"),
             Case::op("LRN")
                 .input("x", &[2, 5, 3, 2])
                 .attr(attrs::int("size", 3))
