@@ -762,6 +762,7 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         | "PRelu"
         | "GroupNormalization"
         | "RMSNormalization"
+        | "Swish"
         | "BitwiseNot" => same(),
         "BatchNormalization" => Ok(vec![Some(t0.clone())]),
         "Dropout" => Ok(vec![Some(t0.clone()), vt(DataType::BOOL, d0)]),

@@ -46,6 +46,7 @@ pub(crate) fn register(r: &mut Registry) {
         "Mish",
         "Gelu",
         "Shrink",
+        "Swish",
     ] {
         r.add(op, activation);
     }
@@ -190,6 +191,17 @@ fn activation(
             let above = ctx.b.op("Greater", &[x, &p3], vec![]);
             let d = ctx.b.where_(&above, &one, &mid);
             ctx.b.where_(&below, &zero, &d)
+        }
+        "Swish" => {
+            // y = x·σ(αx): y' = s + α·y·(1 − s) with s = σ(αx).
+            let alpha = n.attr_or::<f32>("alpha", 1.0)? as f64;
+            let a = ctx.scalar(alpha, dt);
+            let ax = ctx.b.mul(x, &a);
+            let s = ctx.b.op("Sigmoid", &[&ax], vec![]);
+            let oms = ctx.b.sub(&one, &s);
+            let t = ctx.b.mul(y, &oms);
+            let t = ctx.b.mul(&t, &a);
+            ctx.b.add(&s, &t)
         }
         "Mish" => {
             let sp = ctx.b.op("Softplus", &[x], vec![]);
@@ -417,6 +429,12 @@ mod tests {
                 .floats("lo", &[], &[0.0])
                 .values(Inputs::away_from_zero())
                 .named("relu-like"),
+        );
+        // Appended last: each case's random inputs come from its position in the list.
+        cases.push(
+            unary_case("Swish", &[attrs::float("alpha", 1.5)], s, Inputs::any())
+                .opset(24)
+                .float_only(),
         );
         run_cases(cases);
     }

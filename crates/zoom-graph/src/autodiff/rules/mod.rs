@@ -162,6 +162,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "Squeeze",
     "Sub",
     "Sum",
+    "Swish",
     "Tan",
     "Tanh",
     "ThresholdedRelu",
