@@ -44,18 +44,26 @@ TOL = 1e-3  # relative error of a directional derivative above which a gradient 
 
 
 def reference_evaluator(model: onnx.ModelProto):
-    """onnx.reference on a float64 copy of `model`.
+    """onnx.reference on a float64 copy of `model`, with two operators patched in place (function
+    bodies get evaluators of their own, which do not see `new_ops`):
 
-    The stock Erf rounds to float32, too coarse for finite differences; it is patched to float64
-    in place, because function bodies (Gelu expands to Erf) get their own evaluators, which do not
-    see `new_ops`.
+    - Erf rounds to float32 in onnx 1.23, too coarse for finite differences (Gelu expands to it);
+    - LpNormalization sums x^p instead of |x|^p, wrong for p = 1 at negative values (onnxruntime
+      and the spec use |x|; the node tests feed non-negative values, jittering makes some negative).
     """
     import math
 
     from onnx.reference import ReferenceEvaluator
-    from onnx.reference.ops import op_erf
+    from onnx.reference.ops import op_erf, op_lp_normalization
 
     op_erf.Erf._run = lambda self, x: (np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),)
+
+    def lp_normalization(self, x, axis=None, p=None):
+        axis, p = axis or self.axis, p or self.p
+        norm = np.expand_dims(np.power(np.power(np.abs(x), p).sum(axis=axis), 1.0 / p), axis)
+        return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
+
+    op_lp_normalization.LpNormalization._run = lp_normalization
     return ReferenceEvaluator(to_float64_model(model))
 
 
