@@ -1377,6 +1377,53 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 out,
             )])
         }
+        "Attention" => {
+            // Y, present_key, present_value, qk_matmul_output (opset 23), without a KV cache.
+            let (Some(dk), Some(dv)) = (inp.dims(1), inp.dims(2)) else {
+                return Ok(vec![]);
+            };
+            if node.input.get(4).is_some_and(|s| !s.is_empty()) {
+                return Ok(vec![]);
+            }
+            let heads = |d: &[Dim], attr: &str| -> Result<Option<(Dim, Dim, Dim)>> {
+                // (heads, sequence, head size) of a 3-D or 4-D input.
+                Ok(match d.len() {
+                    4 => Some((d[1].clone(), d[2].clone(), d[3].clone())),
+                    3 => {
+                        let h = node.attr_req::<i64>(attr)?;
+                        let size = match &d[2] {
+                            Dim::Fixed(v) if h > 0 => fx(v / h),
+                            _ => Dim::Unknown,
+                        };
+                        Some((fx(h), d[1].clone(), size))
+                    }
+                    _ => None,
+                })
+            };
+            let (Some((hq, sq, _)), Some((hk, sk, dkh)), Some((_, _, dvh))) = (
+                heads(&d0, "q_num_heads")?,
+                heads(dk, "kv_num_heads")?,
+                heads(dv, "kv_num_heads")?,
+            ) else {
+                return Ok(vec![]);
+            };
+            let b = d0[0].clone();
+            let y = if d0.len() == 4 {
+                vec![b.clone(), hq.clone(), sq.clone(), dvh.clone()]
+            } else {
+                let hidden = match (&hq, &dvh) {
+                    (Dim::Fixed(h), Dim::Fixed(v)) => fx(h * v),
+                    _ => Dim::Unknown,
+                };
+                vec![b.clone(), sq.clone(), hidden]
+            };
+            Ok(vec![
+                vt(dt, y),
+                vt(dt, vec![b.clone(), hk.clone(), sk.clone(), dkh]),
+                vt(dt, vec![b.clone(), hk, sk.clone(), dvh]),
+                vt(dt, vec![b, hq, sq, sk]),
+            ])
+        }
         "CenterCropPad" => {
             let Some(target) = inp.ints(1) else {
                 return Ok(vec![]);

@@ -6,6 +6,7 @@
 //! `r.add("Op", rule)` line to the family's `register`, add a case to the family's table.
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod einsum;
 pub mod elementwise;
@@ -26,6 +27,7 @@ use crate::proto::NodeProto;
 /// Register every family.
 pub(crate) fn register_all(r: &mut Registry) {
     activation::register(r);
+    attention::register(r);
     conv::register(r);
     einsum::register(r);
     elementwise::register(r);
@@ -79,6 +81,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "Asinh",
     "Atan",
     "Atanh",
+    "Attention",
     "AveragePool",
     "BatchNormalization",
     "Cast",
