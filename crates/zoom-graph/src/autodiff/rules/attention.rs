@@ -113,6 +113,25 @@ fn attention(
     if n.input.len() > 6 && n.input_opt(6).is_some() {
         return Err(n.unsupported("nonpad_kv_seqlen"));
     }
+    // What the rule models; anything newer is refused rather than ignored.
+    const KNOWN: &[&str] = &[
+        "is_causal",
+        "kv_num_heads",
+        "q_num_heads",
+        "qk_matmul_output_mode",
+        "scale",
+        "softcap",
+        "softmax_precision",
+        "left_window_size",
+        "right_window_size",
+    ];
+    if let Some(a) = n
+        .attribute
+        .iter()
+        .find(|a| !KNOWN.contains(&a.name.as_str()))
+    {
+        return Err(n.unsupported(format!("attribute {}", a.name)));
+    }
     let g = dy0(n, dy)?;
     let dt = ctx.dtype(&n.input[0])?;
     let batch = ctx.shape_i64(&n.input[0])?[0];
@@ -167,19 +186,24 @@ fn attention(
         z = ctx.b.add(&z, &bias);
         masked = true;
     }
-    if n.attr_or::<i64>("is_causal", 0)? == 1 {
+    // Key j is visible to query i if j ≤ i (causal) and i − left ≤ j ≤ i + right (the sliding
+    // window of opset 25; −1 leaves a side open). Without a KV cache the offset is 0.
+    let causal = n.attr_or::<i64>("is_causal", 0)? == 1;
+    let left = n.attr_or::<i64>("left_window_size", -1)?;
+    let right = n.attr_or::<i64>("right_window_size", -1)?;
+    if causal || left >= 0 || right >= 0 {
         let (sq, sk) = (q.seq as usize, k.seq as usize);
+        let visible = |i: i64, j: i64| {
+            (!causal || j <= i) && (left < 0 || i - j <= left) && (right < 0 || j - i <= right)
+        };
         let vals: Vec<f64> = (0..sq * sk)
-            .map(|e| {
-                if e % sk <= e / sk {
-                    0.0
-                } else {
-                    f64::NEG_INFINITY
-                }
+            .map(|e| match visible((e / sk) as i64, (e % sk) as i64) {
+                true => 0.0,
+                false => f64::NEG_INFINITY,
             })
             .collect();
-        let causal = ctx.b.constant_float("causal", dt, &[sq, sk], &vals);
-        z = ctx.b.add(&z, &causal);
+        let window = ctx.b.constant_float("visible", dt, &[sq, sk], &vals);
+        z = ctx.b.add(&z, &window);
         masked = true;
     }
     let mut p = ctx.b.op("Softmax", &[&z], vec![attrs::int("axis", -1)]);
@@ -251,6 +275,31 @@ fn attention(
 mod tests {
     use crate::attrs;
     use crate::autodiff::testing::{run_cases, Case};
+
+    /// Attributes from later opsets change the result: they are refused, not ignored. (The
+    /// sliding window of opset 25 is modelled, and checked by scripts/autodiff_bench/
+    /// onnx_node_sweep.py: the bundled ONNX Runtime 1.31 does not know it.)
+    #[test]
+    fn unknown_attributes_are_refused() {
+        use crate::{build_vjp, DataType, GraphBuilder, VjpSpec};
+        let mut b = GraphBuilder::new(23);
+        let dims = [1.into(), 1.into(), 3.into(), 2.into()];
+        let q = b.input("q", DataType::FLOAT, &dims);
+        let y = b.op(
+            "Attention",
+            &[&q, &q, &q],
+            vec![attrs::int("future_mode", 1)],
+        );
+        b.output(&y, "y");
+        let spec = VjpSpec {
+            wrt: vec!["q".into()],
+            ..Default::default()
+        };
+        let e = build_vjp(&b.build().unwrap(), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Attention") && e.contains("future_mode"), "{e}");
+    }
 
     #[test]
     fn attention_rule() {
