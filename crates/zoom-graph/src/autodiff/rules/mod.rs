@@ -179,6 +179,30 @@ pub(crate) const TESTED_OPS: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+    /// API.md lists the operators with a rule for readers; it must not drift from the registry.
+    #[test]
+    fn api_md_lists_every_operator_with_a_rule() {
+        let doc = include_str!("../../../API.md");
+        let start = doc
+            .find("lists the operators with a rule")
+            .expect("API.md has the operator list");
+        let list = &doc[start..];
+        let list = &list[list.find("):").expect("the list follows the count") + 2..];
+        let list = &list[..list.find('.').expect("the list ends with a full stop")];
+        let mut documented: Vec<&str> = list.split(',').map(str::trim).collect();
+        documented.sort_unstable();
+        let mut ops = super::super::supported_ops();
+        ops.sort_unstable();
+        assert_eq!(
+            documented, ops,
+            "update the list in crates/zoom-graph/API.md"
+        );
+        assert!(
+            doc.contains(&format!("with a rule ({};", ops.len())),
+            "update the operator count in crates/zoom-graph/API.md"
+        );
+    }
+
     #[test]
     fn registry_is_covered() {
         let reg = super::super::registry::registry();
