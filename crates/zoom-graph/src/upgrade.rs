@@ -14,8 +14,10 @@
 //!   `Identity` (the mask output, if used, is refused);
 //! - `BatchNormalization`'s `spatial` (removed in 9) is dropped when it is 1.
 //!
-//! Everything else keeps its node as is: the remaining changes between opsets 7 and 21 only add
-//! types or optional attributes whose defaults keep the old behaviour. Opsets below 7 (before
+//! Everything else keeps its node as is: the remaining changes between opsets 7 and 26 only add
+//! types, operators, or optional inputs and attributes whose defaults keep the old behaviour
+//! (22–26: more element types, Attention's cache and window, Cast's round_mode for float8,
+//! Quantize/DequantizeLinear's precision and output_dtype). Opsets below 7 (before
 //! numpy broadcasting) and operators removed from the standard (`Upsample`, `Scatter`) are
 //! refused with an error naming the node, as are graphs with subgraphs (If/Loop/Scan bodies would
 //! need the same rewrite).
@@ -31,8 +33,8 @@ use crate::DataType;
 
 /// Oldest opset [`upgrade_opset`] accepts.
 pub const OLDEST_UPGRADABLE: i64 = 7;
-/// Newest opset [`upgrade_opset`] targets.
-pub const NEWEST_TARGET: i64 = 21;
+/// Newest opset [`upgrade_opset`] targets (the newest the bundled ONNX Runtime 1.31 supports).
+pub const NEWEST_TARGET: i64 = 26;
 
 /// Rewrites `model` from its default-domain opset to `target`. A model already at `target` is
 /// returned unchanged; a newer one is an error (downgrades are not offered).
@@ -445,6 +447,23 @@ mod tests {
         same_after_upgrade(11, 13, &[3, 4], |b, x| {
             node(b, "Dropout", x, vec![attrs::float("ratio", 0.3)])
         });
+    }
+
+    /// A generator exported at 17 composes with a target exported at 23 or 26 (transformer
+    /// exports at opset 23 and newer).
+    #[test]
+    fn upgrades_to_the_newest_opsets() {
+        for new in [22, 23, 24, 26] {
+            same_after_upgrade(17, new, &[2, 3, 4], |b, x| {
+                let r = node(b, "ReduceMean", x, vec![attrs::ints("axes", &[1])]);
+                let s = b.op("Sub", &[x, &r], vec![]);
+                let p = b.const_i64s(&[0, 0, 1, 0, 0, 1]);
+                let t = b.op("Pad", &[&s, &p], vec![]);
+                let c = b.cast(&t, DataType::DOUBLE);
+                let c = b.cast(&c, DataType::FLOAT);
+                node(b, "Softmax", &c, vec![attrs::int("axis", -1)])
+            });
+        }
     }
 
     #[test]

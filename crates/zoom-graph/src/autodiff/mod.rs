@@ -86,7 +86,7 @@ pub enum Tuning {
 /// Lowest default-domain opset the rules emit correctly.
 pub const MIN_OPSET: i64 = 13;
 /// Highest opset tested.
-pub const MAX_TESTED_OPSET: i64 = 21;
+pub const MAX_TESTED_OPSET: i64 = 26;
 /// Opset that models older than [`MIN_OPSET`] are upgraded to before differentiation (the one
 /// the rules are exercised at most).
 pub const UPGRADE_TO: i64 = 17;
