@@ -403,3 +403,43 @@ fn padded_fixed_shape_batches_give_the_same_evaluation() {
     assert_eq!(qi.dim(), pi.dim());
     assert!(close(qi.as_slice().unwrap(), pi.as_slice().unwrap()));
 }
+
+/// A target exported at batch 1 with that batch baked into a Reshape (common for fixed-batch
+/// exports) fails on any larger batch inside ONNX Runtime. zoom finds this at load time and
+/// runs one image per call, says so in the report, and still differentiates exactly.
+#[test]
+fn a_target_whose_graph_fixes_batch_1_runs_one_image_per_call() {
+    use zoom_graph::{DataType, Dim, GraphBuilder};
+    require_demo_models();
+    let tmp = tempdir();
+    let target = tmp.path().join("fixed_batch.onnx");
+    // Test fixture with fixed made-up weights, not a trained model.
+    let mut b = GraphBuilder::new(17);
+    let x = b.input(
+        "x",
+        DataType::FLOAT,
+        &[Dim::from(1), 3.into(), 64.into(), 64.into()],
+    );
+    let m = b.reduce("ReduceMean", &x, &[2, 3], true);
+    let flat = b.reshape(&m, &[1, 3]);
+    let w = b.constant_f32("w", &[3, 2], &[2.0, -1.0, -3.0, 1.5, 0.5, 2.5]);
+    let y = b.matmul(&flat, &w);
+    b.output(&y, "logits");
+    zoom_graph::write_model(&b.build().unwrap(), &target).unwrap();
+
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push(format!("target.model={}", target.display()));
+    sets.push("target.preprocess={size: [64, 64]}".into());
+    let out = tmp.path().join("x");
+    let o = diagnose(DEMO, &out, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r = report(&out);
+    assert_eq!(r["settings"]["config"]["batch_size_used"], 1);
+    let warnings = r["settings"]["warnings"].to_string();
+    assert!(
+        warnings.contains("one image per call") && warnings.contains("Reshape node"),
+        "{warnings}"
+    );
+    let gradient = r["settings"]["gradient"].as_str().unwrap();
+    assert!(gradient.starts_with("exact ("), "{gradient}");
+}

@@ -92,7 +92,32 @@ pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeli
             n
         }
     };
+    if let Some(why) = one_image_per_call(&pipe) {
+        if pipe.batch_size > 1 {
+            tracing::warn!("{why}");
+            pipe.batch_size = 1;
+        }
+    }
     Ok(pipe)
+}
+
+/// Why the pipeline must run one image per call (a model whose graph fixes batch 1), if so:
+/// the diagnosis then runs at batch size 1 and says so in its report.
+pub fn one_image_per_call(pipe: &Pipeline) -> Option<String> {
+    let why = [
+        ("target", &pipe.target.one_image_per_call),
+        ("CLIP image tower", &pipe.clip.one_image_per_call),
+    ]
+    .into_iter()
+    .filter_map(|(role, w)| w.as_ref().map(|w| format!("{role}: {w}")))
+    .collect::<Vec<_>>();
+    (!why.is_empty()).then(|| {
+        format!(
+            "running one image per call (batch_size 1): {}; re-export with a dynamic batch axis \
+             to batch images",
+            why.join("; ")
+        )
+    })
 }
 
 /// Runs a diagnosis and writes everything into `opts.out`. Returns the report.
@@ -108,6 +133,7 @@ pub fn diagnose(config: &Config, opts: &RunOptions) -> Result<Report> {
     ] {
         warnings.extend(m.warnings().iter().map(|w| format!("{role}: {w}")));
     }
+    warnings.extend(one_image_per_call(&pipe));
     let mut providers = vec![
         ("generator".to_string(), pipe.generator.model().placement()),
         ("target".to_string(), pipe.target.model().placement()),

@@ -136,19 +136,21 @@ pub struct Clip {
     pub text: TextEncoder,
     /// Logit scale of the consistency term.
     pub logit_scale: f32,
+    /// `Some(why)` when the image tower runs one image per call only.
+    pub one_image_per_call: Option<String>,
 }
 
 impl Clip {
     /// Loads both towers; `src_hw` is the generator's image size.
     pub fn load(config: &ClipConfig, src_hw: [usize; 2], options: &SessionOptions) -> Result<Clip> {
-        let (image, image_graph) =
-            load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
+        let loaded = load_with_prefix(&config.image, None, &config.preprocess, src_hw, options)?;
         let text = TextEncoder::load(&config.text, &config.tokenizer, config.max_tokens, options)?;
         Ok(Clip {
-            image,
-            image_graph,
+            image: loaded.model,
+            image_graph: loaded.graph,
             text,
             logit_scale: config.logit_scale,
+            one_image_per_call: loaded.one_image_per_call,
         })
     }
 

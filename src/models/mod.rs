@@ -22,27 +22,62 @@ pub fn read_proto(path: &Path) -> Result<zoom_graph::ModelProto> {
     zoom_graph::read_model(path).map_err(|e| Error::model_graph(path, &e))
 }
 
-/// Loads `model` with the preprocessing `prep` composed in front of its input; also returns the
-/// composed graph (the exact-gradient path differentiates through it).
+/// A model with its preprocessing composed in front (see [`load_with_prefix`]).
+pub(crate) struct Prefixed {
+    /// The session of the composed graph.
+    pub model: Model,
+    /// The composed graph (the exact-gradient path differentiates through it).
+    pub graph: zoom_graph::ModelProto,
+    /// `Some(why)` when the model runs one image per call only.
+    pub one_image_per_call: Option<String>,
+}
+
+/// Loads `model` with the preprocessing `prep` composed in front of its input.
+///
+/// Models exported at batch 1 often bake that batch into their graph (a `Reshape` to a constant
+/// `[1, …]` shape), and fail on any other batch inside ONNX Runtime, with a message about the
+/// node that does not name the cause. When the image input declares a fixed batch of 1, the
+/// composed model is tried on two images; if that fails, it is marked as running one image per
+/// call, so the diagnosis can lower its batch size instead of failing.
 pub(crate) fn load_with_prefix(
     path: &Path,
     input: Option<&str>,
     prep: &crate::preprocess::Preprocess,
     src_hw: [usize; 2],
     options: &SessionOptions,
-) -> Result<(Model, zoom_graph::ModelProto)> {
-    let composed = composed_with_prefix(path, input, prep, src_hw)?;
-    let model = Model::from_bytes(&zoom_graph::io::encode_model(&composed), path, options)?;
-    Ok((model, composed))
+) -> Result<Prefixed> {
+    let (composed, declared_batch) = composed_with_prefix(path, input, prep, src_hw)?;
+    let mut model = Model::from_bytes(&zoom_graph::io::encode_model(&composed), path, options)?;
+    let one_image_per_call = if declared_batch == Some(1) {
+        let two =
+            crate::runtime::Tensor::F32(ndarray::ArrayD::zeros(vec![2, 3, src_hw[0], src_hw[1]]));
+        model
+            .probe(&[(crate::preprocess::PREP_INPUT, &two)])
+            .err()
+            .map(|e| {
+                format!(
+                    "{} declares a batch of 1 and fails on two images ({e})",
+                    path.display()
+                )
+            })
+    } else {
+        None
+    };
+    Ok(Prefixed {
+        model,
+        graph: composed,
+        one_image_per_call,
+    })
 }
 
-/// The model at `path` with `prep` composed in front of `input` (see [`load_with_prefix`]).
+/// The model at `path` with `prep` composed in front of `input` (see [`load_with_prefix`]), and
+/// the batch size that input declares, if fixed.
 pub(crate) fn composed_with_prefix(
     path: &Path,
     input: Option<&str>,
     prep: &crate::preprocess::Preprocess,
     src_hw: [usize; 2],
-) -> Result<zoom_graph::ModelProto> {
+) -> Result<(zoom_graph::ModelProto, Option<i64>)> {
     let proto = read_proto(path)?;
     let graph = proto
         .graph_ref()
@@ -68,12 +103,19 @@ pub(crate) fn composed_with_prefix(
             ));
         }
     };
-    crate::preprocess::compose_with(prep, &proto, &input, src_hw).map_err(|e| {
+    let declared_batch = graph
+        .real_inputs()
+        .iter()
+        .find(|v| v.name == input)
+        .and_then(|v| v.dims())
+        .and_then(|d| d.first().and_then(|d| d.fixed()));
+    let composed = crate::preprocess::compose_with(prep, &proto, &input, src_hw).map_err(|e| {
         Error::model(
             path,
             format!("cannot put the preprocessing in front of input `{input}`: {e}"),
         )
-    })
+    })?;
+    Ok((composed, declared_batch))
 }
 
 /// Finds a declared tensor by name, with an error that lists what exists.

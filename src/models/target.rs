@@ -16,6 +16,8 @@ pub struct Target {
     width: usize,
     /// The task that reads its output.
     pub task: Box<dyn Task>,
+    /// `Some(why)` when the model runs one image per call only.
+    pub one_image_per_call: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -45,13 +47,14 @@ impl Target {
         options: &SessionOptions,
     ) -> Result<Target> {
         let path = &config.model;
-        let (model, graph) = load_with_prefix(
+        let loaded = load_with_prefix(
             path,
             config.input.as_deref(),
             &config.preprocess,
             src_hw,
             options,
         )?;
+        let (model, graph) = (loaded.model, loaded.graph);
         let output = match config.task.output() {
             Some(o) => find_tensor(model.outputs(), o, path, "output")?.clone(),
             None => model.outputs()[0].clone(),
@@ -87,6 +90,7 @@ impl Target {
             output: output.name,
             width,
             task,
+            one_image_per_call: loaded.one_image_per_call,
         })
     }
 

@@ -462,6 +462,29 @@ impl Model {
         Ok(result)
     }
 
+    /// Whether the model runs on `inputs`, without ONNX Runtime logging the failure when it does
+    /// not (a probe expected to fail sometimes). The error is ONNX Runtime's message, shortened
+    /// to the node and what it could not do.
+    pub fn probe(&mut self, inputs: &[(&str, &Tensor)]) -> std::result::Result<(), String> {
+        let mut feed = Vec::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            feed.push((
+                std::borrow::Cow::Borrowed(*name),
+                t.to_ort().map_err(|e| e.to_string())?,
+            ));
+        }
+        let mut options = ort::session::RunOptions::new().map_err(|e| e.to_string())?;
+        options
+            .set_log_level(ort::logging::LogLevel::Fatal)
+            .map_err(|e| e.to_string())?;
+        let result = self
+            .session
+            .run_with_options(feed, &options)
+            .map(drop)
+            .map_err(|e| short_ort_message(&e.to_string()));
+        result
+    }
+
     /// Runs and returns the named output only.
     pub fn run_one(&mut self, inputs: &[(&str, &Tensor)], output: &str) -> Result<Tensor> {
         let outs = self.run(inputs)?;
@@ -477,11 +500,67 @@ impl Model {
     }
 }
 
+/// "Non-zero status code returned while running Reshape node. Name:'r' Status Message:
+/// /onnxruntime_src/…/reshape_helper.h:91 … was false. The input tensor cannot be reshaped …"
+/// → "Reshape node 'r': The input tensor cannot be reshaped …" (the source location and the
+/// failed C++ condition tell a user nothing).
+fn short_ort_message(msg: &str) -> String {
+    let line = msg.lines().next().unwrap_or(msg).trim();
+    let node = line
+        .split_once("while running ")
+        .and_then(|(_, rest)| rest.split_once(" node."))
+        .map(|(op, rest)| {
+            let name = rest
+                .split_once("Name:")
+                .and_then(|(_, n)| n.split_whitespace().next())
+                .filter(|n| *n != "''")
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default();
+            format!("{op} node{name}: ")
+        })
+        .unwrap_or_default();
+    let what = line
+        .rsplit_once(" was false. ")
+        .map(|(_, w)| w)
+        .or_else(|| line.split_once("Status Message: ").map(|(_, w)| w))
+        .unwrap_or(line);
+    format!("{node}{}", what.trim())
+}
+
 /// A cheap structural check before ONNX Runtime sees the bytes: a truncated or non-ONNX file gets
 /// a message that says so (ORT's own is "Protobuf parsing failed").
 fn zoom_graph_precheck(path: &Path, bytes: &[u8]) -> Result<()> {
     match crate::onnx::ModelSummary::parse(bytes) {
         Ok(_) => Ok(()),
         Err(msg) => Err(Error::model(path, msg)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_ort_message;
+
+    #[test]
+    fn ort_failures_are_shortened_to_node_and_cause() {
+        let ort = "Non-zero status code returned while running Reshape node. Name:'shape_7' \
+                   Status Message: /onnxruntime_src/onnxruntime/core/providers/cpu/tensor/\
+                   reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(const \
+                   onnxruntime::TensorShape&) input_shape_size == requested_shape_size was \
+                   false. The input tensor cannot be reshaped to the requested shape. Input \
+                   shape:{2,8}, requested shape:{1,16}\n";
+        assert_eq!(
+            short_ort_message(ort),
+            "Reshape node 'shape_7': The input tensor cannot be reshaped to the requested \
+             shape. Input shape:{2,8}, requested shape:{1,16}"
+        );
+        // Unnamed node, no C++ condition: the status message as it is.
+        let ort = "Non-zero status code returned while running Gemm node. Name:'' Status \
+                   Message: Gemm: Invalid bias shape for broadcast";
+        assert_eq!(
+            short_ort_message(ort),
+            "Gemm node: Gemm: Invalid bias shape for broadcast"
+        );
+        // Anything else passes through (first line).
+        assert_eq!(short_ort_message("out of memory\nmore"), "out of memory");
     }
 }
