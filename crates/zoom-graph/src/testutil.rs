@@ -236,6 +236,27 @@ fn dims(s: &ort::value::Shape) -> Vec<usize> {
     s.iter().map(|&d| d as usize).collect()
 }
 
+/// A one-node subgraph (an If branch) applying `op` to the outer-scope value `outer`, with a
+/// float32 output `out` of shape `dims`.
+pub fn one_node_branch(op: &str, outer: &str, out: &str, dims: &[i64]) -> crate::proto::GraphProto {
+    let dims: Vec<crate::Dim> = dims.iter().map(|&d| d.into()).collect();
+    crate::proto::GraphProto {
+        name: out.into(),
+        node: vec![crate::proto::NodeProto {
+            op_type: op.into(),
+            input: vec![outer.into()],
+            output: vec![out.into()],
+            ..Default::default()
+        }],
+        output: vec![crate::model::tensor_value_info(
+            out,
+            DataType::FLOAT,
+            Some(&dims),
+        )],
+        ..Default::default()
+    }
+}
+
 /// Names of the graph inputs of `model` (what a test differentiates with respect to).
 pub fn input_names(model: &ModelProto) -> Vec<String> {
     let g = model.graph.as_ref().expect("graph");

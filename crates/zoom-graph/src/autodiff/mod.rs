@@ -548,22 +548,8 @@ mod tests {
     /// its inputs: its gradient must be refused, not silently zero.
     #[test]
     fn control_flow_reading_the_differentiated_input_is_refused() {
-        use crate::proto::{GraphProto, NodeProto};
-        let branch = |op: &str, out: &str| GraphProto {
-            name: out.into(),
-            node: vec![NodeProto {
-                op_type: op.into(),
-                input: vec!["r".into()],
-                output: vec![out.into()],
-                ..Default::default()
-            }],
-            output: vec![crate::model::tensor_value_info(
-                out,
-                DataType::FLOAT,
-                Some(&[2.into()]),
-            )],
-            ..Default::default()
-        };
+        use crate::proto::NodeProto;
+        let branch = |op: &str, out: &str| crate::testutil::one_node_branch(op, "r", out, &[2]);
         let mut b = GraphBuilder::new(17);
         let x = b.input("x", DataType::FLOAT, &[Dim::from(2)]);
         let cond = b.input("cond", DataType::BOOL, &[]);

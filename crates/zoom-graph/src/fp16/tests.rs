@@ -669,21 +669,7 @@ fn attribute_typed_outputs_follow_the_region() {
 
 #[test]
 fn subgraph_nodes_stay_float32_and_read_float32() {
-    let branch = |op: &str, out: &str| GraphProto {
-        name: out.into(),
-        node: vec![NodeProto {
-            op_type: op.into(),
-            input: vec!["r2".into()],
-            output: vec![out.into()],
-            ..Default::default()
-        }],
-        output: vec![crate::model::tensor_value_info(
-            out,
-            DataType::FLOAT,
-            Some(&[4.into()]),
-        )],
-        ..Default::default()
-    };
+    let branch = |op: &str, out: &str| crate::testutil::one_node_branch(op, "r2", out, &[4]);
     let m = build(17, |b| {
         let x = b.input("x", DataType::FLOAT, &[4.into()]);
         let cond = b.input("cond", DataType::BOOL, &[]);
