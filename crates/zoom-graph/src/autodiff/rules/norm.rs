@@ -116,9 +116,18 @@ struct Normalized {
     r: String,
 }
 
-/// Shared part of Layer/Instance/GroupNormalization: the statistics of x over `axes`, and dx
-/// through y = γ·x̂ + β for the output cotangent `g`, with `gamma_b` = γ broadcastable against x
-/// (of element type `dt`: x may be a view the shape inference has not seen).
+/// Whether a normalisation subtracts the mean (Layer/Instance/GroupNormalization) or only
+/// divides by the root mean square (RMSNormalization).
+#[derive(Clone, Copy, PartialEq)]
+enum Centring {
+    Mean,
+    None,
+}
+
+/// Shared part of the normalisations: the statistics of x over `axes`, and dx through
+/// y = γ·x̂ + β for the output cotangent `g`, with `gamma_b` = γ broadcastable against x (of
+/// element type `dt`: x may be a view the shape inference has not seen). Without centring the
+/// mean terms drop out: x̂ = x·r and dx = r·(ĝ − x̂·mean(ĝ·x̂)).
 #[allow(clippy::too_many_arguments)]
 fn normalized_grad(
     ctx: &mut VjpCtx,
@@ -128,10 +137,15 @@ fn normalized_grad(
     gamma_b: &str,
     axes: &[i64],
     eps: f64,
-    need_xhat_only: bool,
+    centring: Centring,
 ) -> Result<Normalized> {
-    let mu = ctx.b.reduce("ReduceMean", x, axes, true);
-    let xc = ctx.b.sub(x, &mu);
+    let xc = match centring {
+        Centring::Mean => {
+            let mu = ctx.b.reduce("ReduceMean", x, axes, true);
+            ctx.b.sub(x, &mu)
+        }
+        Centring::None => x.to_string(),
+    };
     let sq = ctx.b.mul(&xc, &xc);
     let var = ctx.b.reduce("ReduceMean", &sq, axes, true);
     let e = ctx.scalar(eps, dt);
@@ -139,14 +153,19 @@ fn normalized_grad(
     let sd = ctx.b.op("Sqrt", &[&ve], vec![]);
     let r = ctx.b.op("Reciprocal", &[&sd], vec![]);
     let xh = ctx.b.mul(&xc, &r);
-    let Some(g) = g.filter(|_| !need_xhat_only) else {
+    let Some(g) = g else {
         return Ok(Normalized { dx: None, xh, r });
     };
     let gh = ctx.b.mul(g, gamma_b);
-    let m1 = ctx.b.reduce("ReduceMean", &gh, axes, true);
     let ghx = ctx.b.mul(&gh, &xh);
     let m2 = ctx.b.reduce("ReduceMean", &ghx, axes, true);
-    let t = ctx.b.sub(&gh, &m1);
+    let t = match centring {
+        Centring::Mean => {
+            let m1 = ctx.b.reduce("ReduceMean", &gh, axes, true);
+            ctx.b.sub(&gh, &m1)
+        }
+        Centring::None => gh,
+    };
     let u = ctx.b.mul(&xh, &m2);
     let t = ctx.b.sub(&t, &u);
     let dx = ctx.b.mul(&t, &r);
@@ -176,7 +195,8 @@ fn layer_norm(
     let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
     let axes: Vec<i64> = (axis as i64..r as i64).collect();
     let count: usize = xs[axis..].iter().product();
-    let st = normalized_grad(ctx, x, dt, g.as_deref(), scale, &axes, eps, !need[0])?;
+    let g_dx = g.as_deref().filter(|_| need[0]);
+    let st = normalized_grad(ctx, x, dt, g_dx, scale, &axes, eps, Centring::Mean)?;
     let mut out = vec![None; n.input.len()];
     if need[0] {
         let mut parts: Vec<String> = st.dx.iter().cloned().collect();
@@ -231,7 +251,8 @@ fn instance_norm(
     let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
     let axes: Vec<i64> = (2..r as i64).collect();
     let gamma = per_channel(ctx, scale, c, r);
-    let st = normalized_grad(ctx, x, dt, Some(&g), &gamma, &axes, eps, !need[0])?;
+    let g_dx = Some(g.as_str()).filter(|_| need[0]);
+    let st = normalized_grad(ctx, x, dt, g_dx, &gamma, &axes, eps, Centring::Mean)?;
     let mut out = vec![None; n.input.len()];
     out[0] = st.dx;
     let red: Vec<i64> = std::iter::once(0).chain(2..r as i64).collect();
@@ -281,7 +302,8 @@ fn group_norm(
     let xv = ctx.b.reshape(x, &view);
     let gv = ctx.b.reshape(&g, &view);
     let gamma = ctx.b.reshape(scale, gamma_shape);
-    let st = normalized_grad(ctx, &xv, dt, Some(&gv), &gamma, &[2, 3], eps, !need[0])?;
+    let g_dx = Some(gv.as_str()).filter(|_| need[0]);
+    let st = normalized_grad(ctx, &xv, dt, g_dx, &gamma, &[2, 3], eps, Centring::Mean)?;
     let mut out = vec![None; n.input.len()];
     out[0] = st.dx.map(|d| ctx.b.reshape(&d, &xs));
     // Parameter gradients sum over what each parameter is shared across.
@@ -316,24 +338,12 @@ fn rms_norm(
     let axis = super::norm_axis(n, n.attr_or::<i64>("axis", -1)?, rank)?;
     let eps = n.attr_or::<f32>("epsilon", 1e-5)? as f64;
     let axes: Vec<i64> = (axis as i64..rank as i64).collect();
-    let sq = ctx.b.mul(x, x);
-    let ms = ctx.b.reduce("ReduceMean", &sq, &axes, true);
-    let e = ctx.scalar(eps, dt);
-    let ve = ctx.b.add(&ms, &e);
-    let sd = ctx.b.op("Sqrt", &[&ve], vec![]);
-    let r = ctx.b.op("Reciprocal", &[&sd], vec![]);
-    let xh = ctx.b.mul(x, &r);
+    let g_dx = Some(g.as_str()).filter(|_| need[0]);
+    let st = normalized_grad(ctx, x, dt, g_dx, scale, &axes, eps, Centring::None)?;
     let mut out = vec![None; n.input.len()];
-    if need[0] {
-        let gh = ctx.b.mul(&g, scale);
-        let ghx = ctx.b.mul(&gh, &xh);
-        let m = ctx.b.reduce("ReduceMean", &ghx, &axes, true);
-        let u = ctx.b.mul(&xh, &m);
-        let t = ctx.b.sub(&gh, &u);
-        out[0] = Some(ctx.b.mul(&t, &r));
-    }
+    out[0] = st.dx;
     if need[1] {
-        let t = ctx.b.mul(&g, &xh);
+        let t = ctx.b.mul(&g, &st.xh);
         out[1] = Some(ctx.unbroadcast_to(&t, y, scale)?);
     }
     Ok(out)
