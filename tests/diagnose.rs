@@ -443,3 +443,37 @@ fn a_target_whose_graph_fixes_batch_1_runs_one_image_per_call() {
     let gradient = r["settings"]["gradient"].as_str().unwrap();
     assert!(gradient.starts_with("exact ("), "{gradient}");
 }
+
+/// The same for a generator whose inputs declare batch 1: ONNX Runtime refuses any other batch
+/// at its inputs, so every part of the run (directions, search, report) renders one image per
+/// call.
+#[test]
+fn a_generator_that_declares_batch_1_renders_one_image_per_call() {
+    use zoom_graph::{DataType, Dim};
+    require_demo_models();
+    let tmp = tempdir();
+    let generator = tmp.path().join("dcgan_batch1.onnx");
+    let mut m = zoom_graph::read_model(root().join("onnx/dcgan-face/model.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    for v in &mut g.input {
+        let dims = v.dims().unwrap();
+        let fixed: Vec<Dim> = std::iter::once(Dim::from(1))
+            .chain(dims[1..].iter().cloned())
+            .collect();
+        *v = zoom_graph::model::tensor_value_info(&v.name, DataType::FLOAT, Some(&fixed));
+    }
+    zoom_graph::write_model(&m, &generator).unwrap();
+
+    let mut sets = quick(&tmp.path().join("cache"));
+    sets.push(format!("generator.model={}", generator.display()));
+    let out = tmp.path().join("x");
+    let o = diagnose(DEMO, &out, &sets);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r = report(&out);
+    assert_eq!(r["settings"]["config"]["batch_size_used"], 1);
+    let warnings = r["settings"]["warnings"].to_string();
+    assert!(
+        warnings.contains("generator") && warnings.contains("fails on two latents"),
+        "{warnings}"
+    );
+}

@@ -101,10 +101,11 @@ pub fn load_pipeline(config: &Config, session: &SessionOptions) -> Result<Pipeli
     Ok(pipe)
 }
 
-/// Why the pipeline must run one image per call (a model whose graph fixes batch 1), if so:
+/// Why the pipeline must run one image per call (a model that only runs at batch 1), if so:
 /// the diagnosis then runs at batch size 1 and says so in its report.
 pub fn one_image_per_call(pipe: &Pipeline) -> Option<String> {
     let why = [
+        ("generator", &pipe.generator.one_image_per_call),
         ("target", &pipe.target.one_image_per_call),
         ("CLIP image tower", &pipe.clip.one_image_per_call),
     ]

@@ -166,6 +166,13 @@ impl Clip {
 
     /// L2-normalised image embeddings of generator images.
     pub fn embed_images(&mut self, images: &Array4<f32>) -> Result<Array2<f32>> {
+        if self.one_image_per_call.is_some() && images.shape()[0] > 1 {
+            let parts = images
+                .axis_chunks_iter(ndarray::Axis(0), 1)
+                .map(|one| self.embed_images(&one.to_owned()))
+                .collect::<Result<Vec<_>>>()?;
+            return super::stack_rows(&parts, "image tower output");
+        }
         let t = Tensor::F32(images.clone().into_dyn());
         let out = self.image.run(&[(crate::preprocess::PREP_INPUT, &t)])?;
         let emb = out

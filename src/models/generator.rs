@@ -16,6 +16,8 @@ pub struct Generator {
     pub card: GeneratorCard,
     /// Output image size `[H, W]`.
     pub image_hw: [usize; 2],
+    /// `Some(why)` when the model renders one image per call only.
+    pub one_image_per_call: Option<String>,
 }
 
 impl Generator {
@@ -58,11 +60,31 @@ impl Generator {
                 ))
             }
         };
+        // A generator exported at batch 1 may refuse any other batch (see load_with_prefix).
+        let mut m = m;
+        let fixed_one = ["z", "edit"].iter().any(|name| {
+            m.inputs()
+                .iter()
+                .any(|t| t.name == *name && t.shape.first() == Some(&Some(1)))
+        });
+        let one_image_per_call = if fixed_one {
+            let z = Tensor::F32(ndarray::ArrayD::zeros(vec![2, card.z_dim]));
+            let e = Tensor::F32(ndarray::ArrayD::zeros(vec![2, card.style_dim]));
+            m.probe(&[("z", &z), ("edit", &e)]).err().map(|e| {
+                format!(
+                    "{} declares a batch of 1 and fails on two latents ({e})",
+                    model.display()
+                )
+            })
+        } else {
+            None
+        };
         Ok(Generator {
             model: m,
             graph,
             card,
             image_hw: hw,
+            one_image_per_call,
         })
     }
 
@@ -73,6 +95,17 @@ impl Generator {
 
     /// Renders images for latents `z` with edit offsets `edit`.
     pub fn render(&mut self, z: &Array2<f32>, edit: &Array2<f32>) -> Result<Array4<f32>> {
+        if self.one_image_per_call.is_some() && z.nrows() > 1 {
+            let parts = (0..z.nrows())
+                .map(|i| {
+                    self.render(
+                        &z.slice(ndarray::s![i..i + 1, ..]).to_owned(),
+                        &edit.slice(ndarray::s![i..i + 1, ..]).to_owned(),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return super::stack_rows(&parts, "generator output `image`");
+        }
         let zt = Tensor::F32(z.clone().into_dyn());
         let et = Tensor::F32(edit.clone().into_dyn());
         let image = self.model.run_one(&[("z", &zt), ("edit", &et)], "image")?;

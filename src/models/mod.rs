@@ -118,6 +118,16 @@ pub(crate) fn composed_with_prefix(
     Ok((composed, declared_batch))
 }
 
+/// Concatenates per-image results along the batch axis (models that run one image per call).
+pub(crate) fn stack_rows<D: ndarray::Dimension + ndarray::RemoveAxis>(
+    parts: &[ndarray::Array<f32, D>],
+    what: &str,
+) -> Result<ndarray::Array<f32, D>> {
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(ndarray::Axis(0), &views)
+        .map_err(|e| Error::runtime(format!("joining the per-image {what}"), e))
+}
+
 /// Finds a declared tensor by name, with an error that lists what exists.
 pub(crate) fn find_tensor<'a>(
     list: &'a [TensorInfo],

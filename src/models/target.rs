@@ -111,6 +111,17 @@ impl Target {
 
     /// Runs the target on generator images (RGB in [−1, 1]).
     pub fn rows(&mut self, images: &Array4<f32>) -> Result<Rows> {
+        if self.one_image_per_call.is_some() && images.shape()[0] > 1 {
+            let parts = images
+                .axis_chunks_iter(ndarray::Axis(0), 1)
+                .map(|one| self.rows(&one.to_owned()))
+                .collect::<Result<Vec<_>>>()?;
+            let values: Vec<Array2<f32>> = parts.iter().map(|p| p.values.clone()).collect();
+            return Ok(Rows {
+                values: super::stack_rows(&values, "target output")?,
+                bad: parts.into_iter().flat_map(|p| p.bad).collect(),
+            });
+        }
         let t = Tensor::F32(images.clone().into_dyn());
         let outs = self.model.run_raw(&[(crate::preprocess::PREP_INPUT, &t)])?;
         let (_, out) = outs

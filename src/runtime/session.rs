@@ -505,7 +505,10 @@ impl Model {
 /// → "Reshape node 'r': The input tensor cannot be reshaped …" (the source location and the
 /// failed C++ condition tell a user nothing).
 fn short_ort_message(msg: &str) -> String {
-    let line = msg.lines().next().unwrap_or(msg).trim();
+    // ONNX Runtime continues some messages on the next line ("… for the following indices\n
+    // index: 0 Got: 2 Expected: 1"): one line, single spaces.
+    let joined = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = joined.as_str();
     let node = line
         .split_once("while running ")
         .and_then(|(_, rest)| rest.split_once(" node."))
@@ -560,7 +563,12 @@ mod tests {
             short_ort_message(ort),
             "Gemm node: Gemm: Invalid bias shape for broadcast"
         );
-        // Anything else passes through (first line).
-        assert_eq!(short_ort_message("out of memory\nmore"), "out of memory");
+        // Anything else passes through, on one line.
+        assert_eq!(
+            short_ort_message(
+                "Got invalid dimensions for input: z for the following indices\n index: 0 Got: 2 Expected: 1\n"
+            ),
+            "Got invalid dimensions for input: z for the following indices index: 0 Got: 2 Expected: 1"
+        );
     }
 }
