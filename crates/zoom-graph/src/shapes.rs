@@ -1424,6 +1424,15 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 vt(dt, vec![b, hq, sq, sk]),
             ])
         }
+        "GridSample" => {
+            // [N, C, D1…] sampled at a grid [N, O1…, rank−2]: [N, C, O1…].
+            let Some(dg) = inp.dims(1) else {
+                return Ok(vec![]);
+            };
+            let mut out = d0[..2.min(d0.len())].to_vec();
+            out.extend(dg[1..dg.len().saturating_sub(1)].iter().cloned());
+            Ok(vec![vt(dt, out)])
+        }
         "CenterCropPad" => {
             let Some(target) = inp.ints(1) else {
                 return Ok(vec![]);

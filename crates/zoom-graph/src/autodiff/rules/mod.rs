@@ -10,6 +10,7 @@ pub mod attention;
 pub mod conv;
 pub mod einsum;
 pub mod elementwise;
+pub mod grid_sample;
 pub mod index;
 pub mod layout;
 pub mod matmul;
@@ -31,6 +32,7 @@ pub(crate) fn register_all(r: &mut Registry) {
     conv::register(r);
     einsum::register(r);
     elementwise::register(r);
+    grid_sample::register(r);
     index::register(r);
     layout::register(r);
     matmul::register(r);
@@ -109,6 +111,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "GatherND",
     "Gelu",
     "Gemm",
+    "GridSample",
     "GlobalAveragePool",
     "GlobalMaxPool",
     "GroupNormalization",
