@@ -40,6 +40,8 @@ pub(crate) fn register(r: &mut Registry) {
     r.add("AveragePool", average_pool);
     r.add("GlobalAveragePool", global_pool);
     r.add("GlobalMaxPool", global_pool);
+    r.add("LpPool", lp_pool);
+    r.add("GlobalLpPool", lp_pool);
 }
 
 struct Pool {
@@ -605,10 +607,16 @@ fn average_pool(
         let c = ctx.b.constant_float("pool_inv_count", dt, &shape, &inv);
         ctx.b.mul(&g, &c)
     };
+    Ok(vec![Some(window_sum_adjoint(ctx, &scaled, &p, dt))])
+}
+
+/// The adjoint of summing every window: each output's value added back to every input position
+/// of its window (a reshape for tiling windows, else a ConvTranspose by ones).
+fn window_sum_adjoint(ctx: &mut VjpCtx, v: &str, p: &Pool, dt: DataType) -> String {
     let c = p.xs[1];
-    let d = if p.tiles() {
-        let u = ctx.b.unsqueeze(&scaled, &[2]);
-        untile(ctx, &u, false, &p)
+    if p.tiles() {
+        let u = ctx.b.unsqueeze(v, &[2]);
+        untile(ctx, &u, false, p)
     } else {
         let kk: usize = p.geo.kernel.iter().product::<i64>() as usize;
         let mut wshape = vec![c, 1];
@@ -616,9 +624,57 @@ fn average_pool(
         let w = ctx
             .b
             .constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
-        spread(ctx, &scaled, &w, c, &p)
+        spread(ctx, v, &w, c, p)
+    }
+}
+
+/// LpPool / GlobalLpPool: y = (Σ_window |x|^p)^(1/p), so
+/// dx = Σ_windows g·y^(1−p) · |x|^(p−1)·sign(x) (0 where a window is all zeros).
+fn lp_pool(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let (x, y) = (&n.input[0], &n.output[0]);
+    let dt = ctx.dtype(x)?;
+    let pw = n.attr_or::<i64>("p", 2)?;
+    if pw < 1 {
+        return Err(n.attr_error("p", format!("{pw}, want at least 1")));
+    }
+    let zero = ctx.scalar(0.0, dt);
+    let empty = ctx.b.op("Equal", &[y, &zero], vec![]);
+    let t = if pw == 1 {
+        g
+    } else {
+        let e = ctx.scalar((1 - pw) as f64, dt);
+        let one = ctx.scalar(1.0, dt);
+        let safe = ctx.b.where_(&empty, &one, y);
+        let f = ctx.b.op("Pow", &[&safe, &e], vec![]);
+        let f = ctx.b.where_(&empty, &zero, &f);
+        ctx.b.mul(&g, &f)
     };
-    Ok(vec![Some(d)])
+    let spread_back = if n.op_type == "GlobalLpPool" {
+        let xs: Vec<i64> = ctx.shape_i64(x)?;
+        let s = ctx.b.const_i64s(&xs);
+        ctx.b.op("Expand", &[&t, &s], vec![])
+    } else {
+        let p = Pool::read(ctx, n)?;
+        window_sum_adjoint(ctx, &t, &p, dt)
+    };
+    let local = match pw {
+        1 => ctx.b.op("Sign", &[x], vec![]),
+        2 => x.clone(),
+        _ => {
+            let a = ctx.b.op("Abs", &[x], vec![]);
+            let e = ctx.scalar((pw - 1) as f64, dt);
+            let m = ctx.b.op("Pow", &[&a, &e], vec![]);
+            let sg = ctx.b.op("Sign", &[x], vec![]);
+            ctx.b.mul(&m, &sg)
+        }
+    };
+    Ok(vec![Some(ctx.b.mul(&spread_back, &local))])
 }
 
 fn global_pool(
@@ -802,6 +858,34 @@ mod tests {
                 .input("x", &[2, 3, 4, 5])
                 .float_only()
                 .f32_fd(1e-3, 2e-2),
+        );
+        let away = crate::autodiff::testing::Inputs::away_from_zero();
+        cases.push(
+            pool("LpPool", &[1, 2, 7, 7], &[3, 3])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                .float_only()
+                .named("p 2, 3x3/2 padded"),
+        );
+        cases.push(
+            pool("LpPool", &[1, 2, 6, 6], &[2, 2])
+                .attr(attrs::ints("strides", &[2, 2]))
+                .attr(attrs::int("p", 1))
+                .values(away)
+                .float_only()
+                .named("p 1, tiles"),
+        );
+        cases.push(
+            pool("LpPool", &[2, 2, 5, 5], &[2, 3])
+                .attr(attrs::int("p", 3))
+                .values(away)
+                .float_only()
+                .named("p 3"),
+        );
+        cases.push(
+            Case::op("GlobalLpPool")
+                .input("x", &[2, 3, 4, 5])
+                .float_only(),
         );
         run_cases(cases);
     }
