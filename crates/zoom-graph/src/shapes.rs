@@ -1424,6 +1424,16 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
                 vt(dt, vec![b, hq, sq, sk]),
             ])
         }
+        "AffineGrid" => {
+            // theta [N, k, k+1] and a constant size [N, C, (D,) H, W]: [N, (D,) H, W, k].
+            let Some(size) = inp.ints(1) else {
+                return Ok(vec![]);
+            };
+            let mut out = vec![d0[0].clone()];
+            out.extend(size.iter().skip(2).map(|&v| fx(v)));
+            out.push(fx(size.len().saturating_sub(2) as i64));
+            Ok(vec![vt(dt, out)])
+        }
         "GridSample" => {
             // [N, C, D1…] sampled at a grid [N, O1…, rank−2]: [N, C, O1…].
             let Some(dg) = inp.dims(1) else {

@@ -1,3 +1,8 @@
+//! Sampling grids: AffineGrid and GridSample (a spatial transformer is the two in a row).
+//!
+//! AffineGrid: grid[n, …, :] = θ[n]·[x, y, (z,) 1] at evenly spaced base positions B (constant
+//! for a constant `size`), so dθ[n] = dgrid[n]ᵀ·B, one batched MatMul.
+//!
 //! GridSample (4-D, bilinear or nearest; zeros or border padding).
 //!
 //! Bilinear: each output reads the four input pixels around its source point (ix, iy) (the grid
@@ -22,6 +27,69 @@ use crate::DataType;
 
 pub(crate) fn register(r: &mut Registry) {
     r.add("GridSample", grid_sample);
+    r.add("AffineGrid", affine_grid);
+}
+
+/// The base positions of AffineGrid in [−1, 1] along an axis of `n` pixels.
+fn base_positions(n: i64, align: bool) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            if align {
+                if n > 1 {
+                    -1.0 + 2.0 * i as f64 / (n - 1) as f64
+                } else {
+                    0.0
+                }
+            } else {
+                (2 * i + 1) as f64 / n as f64 - 1.0
+            }
+        })
+        .collect()
+}
+
+fn affine_grid(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let theta = &n.input[0];
+    let ts = ctx.shape_i64(theta)?;
+    let dt = ctx.dtype(theta)?;
+    let size = ctx.const_ints(n, 1, "size")?;
+    let align = n.attr_or::<i64>("align_corners", 0)? == 1;
+    let spatial: Vec<i64> = size[2..].to_vec(); // (D,) H, W
+    let k = spatial.len(); // 2 or 3
+    if ts.len() != 3 || ts[1] != k as i64 || ts[2] != k as i64 + 1 {
+        return Err(n.error(format!(
+            "theta {ts:?} does not fit a {k}-D size {size:?} (want [N, {k}, {}])",
+            k + 1
+        )));
+    }
+    // B: one row [x, y, (z,) 1] per position, positions in row-major order over (D,) H, W.
+    let axes: Vec<Vec<f64>> = spatial.iter().map(|&m| base_positions(m, align)).collect();
+    let count: usize = spatial.iter().map(|&m| m as usize).product();
+    let mut base = Vec::with_capacity(count * (k + 1));
+    for flat in 0..count {
+        let mut rem = flat;
+        let mut idx = vec![0usize; k];
+        for a in (0..k).rev() {
+            idx[a] = rem % spatial[a] as usize;
+            rem /= spatial[a] as usize;
+        }
+        // x follows the last spatial axis (W), y the one before, z the first (D).
+        for a in (0..k).rev() {
+            base.push(axes[a][idx[a]]);
+        }
+        base.push(1.0);
+    }
+    let b = ctx
+        .b
+        .constant_float("affine_base", dt, &[count, k + 1], &base);
+    let gflat = ctx.b.reshape(&g, &[ts[0], count as i64, k as i64]);
+    let gt = ctx.b.transpose(&gflat, &[0, 2, 1]);
+    Ok(vec![Some(ctx.b.matmul(&gt, &b)), None])
 }
 
 /// One axis of the sampling: the unnormalised, possibly clamped coordinate and what the
@@ -257,6 +325,43 @@ mod tests {
         } else {
             c
         }
+    }
+
+    #[test]
+    fn affine_grid_rule() {
+        let affine = |size: &[i64], align: i64| {
+            let k = size.len() - 2;
+            Case::op("AffineGrid")
+                .input("theta", &[2, k, k + 1])
+                .ints("size", size)
+                .attr(attrs::int("align_corners", align))
+                .opset(20)
+                .linear()
+                .named(&format!("{size:?} align {align}"))
+        };
+        // A spatial transformer: the grid from θ, the image sampled at it; both differentiated.
+        let stn = Case::graph(
+            "AffineGrid → GridSample (spatial transformer)",
+            20,
+            |b, dt| {
+                let dims = |d: &[i64]| d.iter().map(|&v| v.into()).collect::<Vec<crate::Dim>>();
+                let theta = b.input("theta", dt, &dims(&[2, 2, 3]));
+                let x = b.input("x", dt, &dims(&[2, 3, 5, 6]));
+                let size = b.const_i64s(&[2, 3, 4, 4]);
+                let grid = b.op("AffineGrid", &[&theta, &size], vec![]);
+                let y = b.op("GridSample", &[&x, &grid], vec![]);
+                b.output(&y, "y");
+            },
+        )
+        .values(Inputs::uniform(-0.6, 0.6))
+        .float_only()
+        .f32_fd(1e-3, 1e-2);
+        run_cases(vec![
+            affine(&[2, 3, 4, 5], 0),
+            affine(&[2, 3, 4, 5], 1),
+            affine(&[2, 1, 2, 3, 4], 0),
+            stn,
+        ]);
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "Acos",
     "Acosh",
     "Add",
+    "AffineGrid",
     "Asin",
     "Asinh",
     "Atan",
