@@ -49,12 +49,13 @@ def reference_evaluator(model: onnx.ModelProto):
 
     - Erf rounds to float32 in onnx 1.23, too coarse for finite differences (Gelu expands to it);
     - LpNormalization sums x^p instead of |x|^p, wrong for p = 1 at negative values (onnxruntime
-      and the spec use |x|; the node tests feed non-negative values, jittering makes some negative).
+      and the spec use |x|; the node tests feed non-negative values, jittering makes some negative);
+    - AffineGrid casts its grid to float32.
     """
     import math
 
     from onnx.reference import ReferenceEvaluator
-    from onnx.reference.ops import op_erf, op_lp_normalization
+    from onnx.reference.ops import op_affine_grid, op_erf, op_lp_normalization
 
     op_erf.Erf._run = lambda self, x: (np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),)
 
@@ -64,6 +65,13 @@ def reference_evaluator(model: onnx.ModelProto):
         return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
 
     op_lp_normalization.LpNormalization._run = lp_normalization
+
+    def affine(theta, grid_homo):  # θ applied to every homogeneous base position, in float64
+        k = grid_homo.shape[-1]
+        out = np.einsum("nij,pj->npi", theta, grid_homo.reshape(-1, k))
+        return out.reshape((theta.shape[0], *grid_homo.shape[:-1], theta.shape[1]))
+
+    op_affine_grid.apply_affine_transform = affine
     return ReferenceEvaluator(to_float64_model(model))
 
 
