@@ -3,7 +3,7 @@
 //!
 //! ReduceSum: gk · ReduceMean: gk/N · ReduceSumSquare: 2·x·gk · ReduceL2: x·gk/yk ·
 //! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceLogSum: gk·e^(−yk) · ReduceMax/Min: gk shared equally by the
-//! elements equal to the extremum.
+//! elements equal to the extremum · ReduceProd: gk·Π of the other elements (see [`reduce_prod`]).
 //!
 //! `axes` is an attribute before opset 13 (ReduceSum) / 18 (the others) and an input after.
 
@@ -27,6 +27,7 @@ pub(crate) fn register(r: &mut Registry) {
     ] {
         r.add(op, reduce);
     }
+    r.add("ReduceProd", reduce_prod);
 }
 
 /// The reduced axes of a Reduce* node (empty result = "no-op").
@@ -125,10 +126,82 @@ fn reduce(
     Ok(out)
 }
 
+/// ReduceProd: ∂y/∂xᵢ is the product of the other elements. With P′ the product of the
+/// non-zero elements and z the number of zeros in the reduction: xᵢ gets gk·P′/xᵢ when z = 0,
+/// the zero element gets gk·P′ when z = 1 (the others 0), and everything gets 0 when z ≥ 2.
+/// No division by zero on any path.
+fn reduce_prod(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    dy: &[Option<String>],
+    _: &[bool],
+) -> Result<Vec<Option<String>>> {
+    let g = dy0(n, dy)?;
+    let x = &n.input[0];
+    let xs = ctx.shape(x)?;
+    let dt = ctx.dtype(x)?;
+    let mut out = vec![None; n.input.len()];
+    let Some(axes) = reduce_axes(ctx, n, xs.len())? else {
+        out[0] = Some(g);
+        return Ok(out);
+    };
+    let keep = n.attr_or::<i64>("keepdims", 1)? == 1;
+    let kept: Vec<i64> = (0..xs.len())
+        .map(|i| if axes.contains(&i) { 1 } else { xs[i] as i64 })
+        .collect();
+    let gk = if keep { g } else { ctx.b.reshape(&g, &kept) };
+    let axes64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+    let zero = ctx.scalar(0.0, dt);
+    let one = ctx.scalar(1.0, dt);
+    let is_zero = ctx.b.op("Equal", &[x, &zero], vec![]);
+    let nonzero = ctx.b.where_(&is_zero, &one, x);
+    let p = ctx.b.reduce("ReduceProd", &nonzero, &axes64, true);
+    let zf = ctx.b.cast(&is_zero, dt);
+    let zeros = ctx.b.reduce("ReduceSum", &zf, &axes64, true);
+    let none = ctx.b.op("Equal", &[&zeros, &zero], vec![]);
+    let none = ctx.b.cast(&none, dt);
+    let single = ctx.b.op("Equal", &[&zeros, &one], vec![]);
+    let single = ctx.b.cast(&single, dt);
+    let others = ctx.b.div(&none, &nonzero); // 1/xᵢ where no zero
+    let at_zero = ctx.b.mul(&single, &zf); // the lone zero
+    let f = ctx.b.add(&others, &at_zero);
+    let gp = ctx.b.mul(&gk, &p);
+    out[0] = Some(ctx.b.mul(&gp, &f));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::attrs;
     use crate::autodiff::testing::{run_cases, Case, Inputs};
+
+    /// Random inputs never hit 0, where y/x fails: rows with no zero, one zero and two zeros.
+    #[test]
+    fn reduce_prod_at_zeros() {
+        use crate::tensor::HostTensor;
+        use crate::testutil::{vjp_wrt_inputs, Runner};
+        use crate::{DataType, GraphBuilder};
+        let mut b = GraphBuilder::new(18);
+        let x = b.input("x", DataType::FLOAT, &[3.into(), 3.into()]);
+        let axes = b.const_i64s(&[1]);
+        let y = b.op("ReduceProd", &[&x, &axes], vec![attrs::int("keepdims", 0)]);
+        b.output(&y, "y");
+        let vjp = vjp_wrt_inputs(&b.build().unwrap());
+        let x = HostTensor::float(
+            DataType::FLOAT,
+            vec![3, 3],
+            vec![2.0, 3.0, 4.0, 0.0, 3.0, 4.0, 0.0, 3.0, 0.0],
+        );
+        let g = HostTensor::float(DataType::FLOAT, vec![3], vec![1.0, 1.0, 1.0]);
+        let out = Runner::new(&vjp)
+            .unwrap()
+            .run(&[("x", &x), ("y_grad", &g)])
+            .unwrap();
+        assert_eq!(
+            out["x_grad"].to_f64s(),
+            [12.0, 8.0, 6.0, 12.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
+    }
 
     #[test]
     fn reduce_rules() {
@@ -182,6 +255,17 @@ mod tests {
                 .attr(attrs::int("noop_with_empty_axes", 1))
                 .named("noop"),
         );
+        for keep in [0, 1] {
+            cases.push(
+                Case::op("ReduceProd")
+                    .input("x", &[2, 3, 4])
+                    .ints("axes", &[1])
+                    .attr(attrs::int("keepdims", keep))
+                    .opset(18)
+                    .named(&format!("keepdims {keep}")),
+            );
+        }
+
         run_cases(cases);
     }
 }
