@@ -39,6 +39,21 @@ pub struct ModelSummary {
     pub parameter_bytes: u64,
     /// Whether some initializers live in external data files.
     pub has_external_data: bool,
+    /// Operator types (as in `op_histogram`) that zoom has no gradient rule for and that can
+    /// carry a gradient. If one lies between the image input and the output that `zoom
+    /// diagnose` reads, the diagnosis falls back to finite differences.
+    pub without_gradient_rule: Vec<String>,
+}
+
+fn without_gradient_rule(ops: &BTreeMap<String, usize>) -> Vec<String> {
+    use zoom_graph::autodiff::registry::{is_non_differentiable, registry};
+    ops.keys()
+        .filter(|op| {
+            // Non-default domains ("domain::Op") have no rules at all.
+            op.contains("::") || (registry().get(op).is_none() && !is_non_differentiable(op))
+        })
+        .cloned()
+        .collect()
 }
 
 fn value_summary(v: &proto::ValueInfoProto) -> ValueSummary {
@@ -151,6 +166,7 @@ impl ModelSummary {
                 .collect(),
             outputs: graph.output.iter().map(value_summary).collect(),
             node_count: graph.node.len(),
+            without_gradient_rule: without_gradient_rule(&op_histogram),
             op_histogram,
             parameter_count,
             parameter_bytes,

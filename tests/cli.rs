@@ -127,10 +127,40 @@ fn inspect_reports_io_opset_ops_and_parameters() {
             "inspect output lacks `{needle}`:\n{out}"
         );
     }
+    assert!(
+        out.contains("gradient  every operator type has a rule"),
+        "{out}"
+    );
     let o = zoom(&["inspect", "--json", model.to_str().unwrap()], &[]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("inspect --json is JSON");
     assert_eq!(v["parameter_count"], 8);
     assert_eq!(v["op_histogram"]["Add"], 1);
+    assert_eq!(v["without_gradient_rule"], serde_json::json!([]));
+}
+
+/// Before a diagnosis, `zoom inspect` says which operators would force finite differences.
+#[test]
+fn inspect_names_operators_without_a_gradient_rule() {
+    use zoom_graph::{DataType, Dim, GraphBuilder};
+    let dir = tempdir();
+    let model = dir.path().join("det.onnx");
+    let mut b = GraphBuilder::new(17);
+    let x = b.input("x", DataType::FLOAT, &[2.into(), 3.into(), 3.into()]);
+    let r = b.op("Relu", &[&x], vec![]);
+    let d = b.op("Det", &[&r], vec![]);
+    b.output_typed(&d, "det", DataType::FLOAT, Some(&[Dim::from(2)]));
+    zoom_graph::write_model(&b.build().unwrap(), &model).unwrap();
+    let o = zoom(&["inspect", model.to_str().unwrap()], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("(no gradient rule)"), "{out}");
+    assert!(
+        out.contains("gradient  no rule for Det") && out.contains("finite differences"),
+        "{out}"
+    );
+    let o = zoom(&["inspect", "--json", model.to_str().unwrap()], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["without_gradient_rule"], serde_json::json!(["Det"]));
 }
 
 #[test]

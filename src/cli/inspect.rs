@@ -84,7 +84,25 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     let mut ops: Vec<(&String, &usize)> = summary.op_histogram.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (op, n) in ops {
-        writeln!(out, "  {op:<24} {n}")?;
+        let note = if summary.without_gradient_rule.contains(op) {
+            "  (no gradient rule)"
+        } else {
+            ""
+        };
+        writeln!(out, "  {op:<24} {n}{note}")?;
+    }
+    if summary.without_gradient_rule.is_empty() {
+        writeln!(
+            out,
+            "gradient  every operator type has a rule or carries no gradient"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "gradient  no rule for {}: if on the path from the image to the output, \
+             zoom diagnose uses finite differences",
+            summary.without_gradient_rule.join(", ")
+        )?;
     }
     Ok(())
 }
