@@ -75,6 +75,9 @@ pub const FP16_MAX: f32 = 65504.0;
 /// - Not kept: `Erf` (bounded output, fp16 error about 5e-4, and ONNX Runtime has CUDA fp16
 ///   kernels) and the elementwise activations (`Sigmoid`, `Tanh`, `Softplus`, `Gelu`, …), which
 ///   are bounded or linear where they are large.
+/// - `ScatterElements`, `ScatterND`: VJP rules scatter-add cotangents with them (GatherElements,
+///   GatherND, GridSample, MaxPool with Indices), an accumulation like `ReduceSum`; ONNX
+///   Runtime's CPU provider also has no float16 kernel for their `add` reduction.
 /// - `GridSample`: ONNX Runtime's CUDA provider registers it for float32 only (an fp16 node
 ///   would fall back to the CPU with copies on each side).
 /// - `Range`: float16 is not in its type constraint (also enforced for every opset, see
@@ -104,6 +107,8 @@ pub const DEFAULT_KEEP_FP32_OPS: &[&str] = &[
     "Sqrt",
     "Reciprocal",
     "Div",
+    "ScatterElements",
+    "ScatterND",
     "GridSample",
     "Range",
 ];

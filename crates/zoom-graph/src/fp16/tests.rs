@@ -50,6 +50,12 @@ fn signature(op: &str) -> Option<(&'static str, &'static str)> {
         "TopK" => ("T,i", "T,i"),
         "Dropout" => ("T,T1,b", "T,b"),
         "Range" => ("T,T,T", "T"),
+        "LRN" => ("T", "T"),
+        "GroupNormalization" => ("T,T,T", "T"),
+        "IsNaN" => ("T", "b"),
+        "Attention" => ("T,T,T,*,T,T", "T,T,T,T"),
+        "AffineGrid" => ("T,i", "T"),
+        "GridSample" => ("T,T", "T"),
         _ => return None,
     })
 }
@@ -907,4 +913,65 @@ fn the_checks_catch_type_errors() {
     if std::env::var("ZOOM_GRAPH_TEST_EP").is_err() {
         assert!(matches!(ort_verdict(&m), Ok(None)));
     }
+}
+
+/// The operators added for exported transformers and spatial transformers (LRN,
+/// GroupNormalization, Einsum, Attention, AffineGrid, GridSample) and their VJP: the float16
+/// conversion must keep the graphs well typed and, where ONNX Runtime's CPU provider has the
+/// kernels, close to float32 (random weights; smooth, so the tight gradient tolerance).
+#[test]
+fn newer_operators_and_their_vjps_convert() {
+    let m = build(23, |b| {
+        let f = DataType::FLOAT;
+        let mut rng = Rng::new(7);
+        let mut w = |b: &mut GraphBuilder, name: &str, dims: &[usize], s: f64| {
+            let n = dims.iter().product();
+            let v: Vec<f64> = (0..n).map(|_| rng.normal() * s).collect();
+            b.constant_float(name, f, dims, &v)
+        };
+        let x = b.input("x", f, &[1.into(), 4.into(), 6.into(), 6.into()]);
+        let cw = w(b, "cw", &[4, 4, 3, 3], 0.3);
+        let c = b.op("Conv", &[&x, &cw], vec![attrs::ints("pads", &[1, 1, 1, 1])]);
+        let l = b.op("LRN", &[&c], vec![attrs::int("size", 3)]);
+        let (gs, gb) = (w(b, "gs", &[4], 1.0), w(b, "gb", &[4], 0.1));
+        let gn = b.op(
+            "GroupNormalization",
+            &[&l, &gs, &gb],
+            vec![attrs::int("num_groups", 2)],
+        );
+        let tokens = b.reshape(&gn, &[1, 4, 36]);
+        let tokens = b.transpose(&tokens, &[0, 2, 1]);
+        let proj = |b: &mut GraphBuilder, wt: &str| {
+            b.op(
+                "Einsum",
+                &[&tokens, wt],
+                vec![attrs::string("equation", "bsc,cd->bsd")],
+            )
+        };
+        let (wq, wk, wv) = (
+            w(b, "wq", &[4, 4], 0.5),
+            w(b, "wk", &[4, 4], 0.5),
+            w(b, "wv", &[4, 4], 0.5),
+        );
+        let (q, k, v) = (proj(b, &wq), proj(b, &wk), proj(b, &wv));
+        let a = b.op(
+            "Attention",
+            &[&q, &k, &v],
+            vec![attrs::int("q_num_heads", 2), attrs::int("kv_num_heads", 2)],
+        );
+        b.output(&a, "attended");
+        let theta = b.constant_float("theta", f, &[1, 2, 3], &[0.9, 0.1, 0.05, -0.1, 0.8, 0.0]);
+        let size = b.const_i64s(&[1, 4, 5, 5]);
+        let grid = b.op("AffineGrid", &[&theta, &size], vec![]);
+        let warped = b.op("GridSample", &[&gn, &grid], vec![]);
+        b.output(&warped, "warped");
+    });
+    let mut errors = check_model("newer operators", &m, 2e-2, 1.0);
+    errors.extend(check_model(
+        "newer operators VJP",
+        &vjp_wrt_inputs(&m),
+        2e-2,
+        1e-2,
+    ));
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
