@@ -338,6 +338,12 @@ impl GraphBuilder {
         self.op("Reshape", &[x, &s], vec![])
     }
 
+    /// `Expand` (numpy broadcasting) to a constant shape.
+    pub fn expand(&mut self, x: &str, shape: &[i64]) -> String {
+        let s = self.const_i64s(shape);
+        self.op("Expand", &[x, &s], vec![])
+    }
+
     /// `Transpose` with `perm`.
     pub fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
         self.op("Transpose", &[x], vec![attrs::ints("perm", perm)])

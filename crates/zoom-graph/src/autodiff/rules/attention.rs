@@ -4,7 +4,7 @@
 //! attention; 3-D inputs are [batch, sequence, heads·size].
 //!
 //! The rule recomputes P = softmax(Z) (a fully masked row gives P = 0, as the operator defines
-//! its output there) and, with G = dY:
+//! its output there) and, with G = dY (the softmax step shared with the Softmax rule):
 //! dV = Pᵀ·G, dZ = P ⊙ (G·Vᵀ − rowsum(P ⊙ G·Vᵀ)), dS = s·cap′ ⊙ dZ, dQ = dS·K, dK = dSᵀ·Q, with
 //! the repeated heads summed back; a float mask gets dZ.
 //!
@@ -84,8 +84,7 @@ fn repeat_heads(ctx: &mut VjpCtx, v: &str, h: &Heads, batch: i64, group: i64) ->
         return v.to_string();
     }
     let u = ctx.b.unsqueeze(v, &[2]);
-    let shape = ctx.b.const_i64s(&[batch, h.heads, group, h.seq, h.size]);
-    let e = ctx.b.op("Expand", &[&u, &shape], vec![]);
+    let e = ctx.b.expand(&u, &[batch, h.heads, group, h.seq, h.size]);
     ctx.b.reshape(&e, &[batch, h.heads * group, h.seq, h.size])
 }
 
@@ -216,8 +215,7 @@ fn attention(
 
     // Backward.
     let gq = if q.flat {
-        let vs = v.size;
-        let r = ctx.b.reshape(&g, &[batch, q.seq, q.heads, vs]);
+        let r = ctx.b.reshape(&g, &[batch, q.seq, q.heads, v.size]);
         ctx.b.transpose(&r, &[0, 2, 1, 3])
     } else {
         g
@@ -229,15 +227,12 @@ fn attention(
         let d = sum_heads(ctx, &d, &v, batch, group);
         out[2] = Some(from_heads(ctx, &d, &v, batch));
     }
-    let want_scores = need[0] || need[1] || need.get(3).copied().unwrap_or(false);
-    if want_scores {
+    let need_mask = need.get(3).copied().unwrap_or(false);
+    if need[0] || need[1] || need_mask {
         let vt = ctx.b.transpose(&vr, &[0, 1, 3, 2]);
         let dp = ctx.b.matmul(&gq, &vt);
-        let pdp = ctx.b.mul(&p, &dp);
-        let rs = ctx.b.reduce("ReduceSum", &pdp, &[-1], true);
-        let t = ctx.b.sub(&dp, &rs);
-        let dz = ctx.b.mul(&p, &t);
-        if need.get(3).copied().unwrap_or(false) {
+        let dz = super::softmax::softmax_backward(ctx, &p, &dp, -1);
+        if need_mask {
             // The score-shaped cotangent summed down to the mask's broadcast shape.
             let m = mask.as_deref().expect("a needed mask exists");
             let ms = ctx.shape(m)?;

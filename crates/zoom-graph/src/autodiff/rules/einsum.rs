@@ -80,8 +80,7 @@ fn einsum(
                 .collect();
             d = ctx.b.unsqueeze(&d, &missing);
             let full: Vec<i64> = shapes[k].iter().map(|&v| v as i64).collect();
-            let s = ctx.b.const_i64s(&full);
-            d = ctx.b.op("Expand", &[&d, &s], vec![]);
+            d = ctx.b.expand(&d, &full);
         }
         out[k] = Some(d);
     }

@@ -24,16 +24,22 @@ fn softmax(
     let r = ctx.shape(y)?.len();
     let axis = norm_axis(n, n.attr_or::<i64>("axis", -1)?, r)? as i64;
     if n.op_type == "Softmax" {
-        let gy = ctx.b.mul(&g, y);
-        let s = ctx.b.reduce("ReduceSum", &gy, &[axis], true);
-        let t = ctx.b.sub(&g, &s);
-        grads(vec![ctx.b.mul(y, &t)])
+        grads(vec![softmax_backward(ctx, y, &g, axis)])
     } else {
         let s = ctx.b.reduce("ReduceSum", &g, &[axis], true);
         let p = ctx.b.op("Exp", &[y], vec![]);
         let t = ctx.b.mul(&p, &s);
         grads(vec![ctx.b.sub(&g, &t)])
     }
+}
+
+/// The cotangent of a softmax's input from its output `y` and cotangent `g` along `axis`:
+/// y ⊙ (g − Σ_axis g⊙y). (Attention's rule uses it for its probabilities too.)
+pub(crate) fn softmax_backward(ctx: &mut VjpCtx, y: &str, g: &str, axis: i64) -> String {
+    let gy = ctx.b.mul(g, y);
+    let s = ctx.b.reduce("ReduceSum", &gy, &[axis], true);
+    let t = ctx.b.sub(g, &s);
+    ctx.b.mul(y, &t)
 }
 
 #[cfg(test)]
