@@ -1460,11 +1460,7 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
             }
             let mut out = d0.clone();
             for (&a, &t) in axes.iter().zip(&target) {
-                let a = if a < 0 { a + r as i64 } else { a };
-                if a < 0 || a as usize >= r {
-                    return Err(err(format!("axis {a} is out of range for rank {r}")));
-                }
-                out[a as usize] = fx(t);
+                out[norm(a, r).map_err(err)?] = fx(t);
             }
             Ok(vec![vt(dt, out)])
         }

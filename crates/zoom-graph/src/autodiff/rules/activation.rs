@@ -164,8 +164,7 @@ fn activation(
             let l = ctx.scalar(lambd, dt);
             let ax = ctx.b.op("Abs", &[x], vec![]);
             let out = ctx.b.op("Greater", &[&ax, &l], vec![]);
-            let m = ctx.b.cast(&out, dt);
-            return grads(vec![ctx.b.mul(&g, &m)]);
+            return grads(vec![ctx.mask(&out, &g, dt)]);
         }
         "HardSigmoid" => {
             let alpha = n.attr_or::<f32>("alpha", 0.2)? as f64;
@@ -430,7 +429,6 @@ mod tests {
                 .values(Inputs::away_from_zero())
                 .named("relu-like"),
         );
-        // Appended last: each case's random inputs come from its position in the list.
         cases.push(
             unary_case("Swish", &[attrs::float("alpha", 1.5)], s, Inputs::any())
                 .opset(24)

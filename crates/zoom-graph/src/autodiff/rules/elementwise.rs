@@ -4,7 +4,8 @@
 //! Derivatives (g = output cotangent, y = output):
 //! Add: g, g · Sub: g, −g · Mul: g·b, g·a · Div: g/b, −g·y/b · Pow: g·b·a^(b−1), g·y·ln a ·
 //! Neg: −g · Abs: g·sign(x) · Sqrt: g/(2y) · Exp: g·y · Log: g/x · Reciprocal: −g·y² ·
-//! Mod: g, −g·k (k the integer a/b was rounded to) · Erf: g·2/√π·e^(−x²) · Sin: g·cos x · Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
+//! Mod: g, −g·k (k the integer a/b was rounded to) · Erf: g·2/√π·e^(−x²) · Sin: g·cos x ·
+//! Cos: −g·sin x · Tan: g·(1+y²) · Atan: g/(1+x²) ·
 //! Asin, Acos: ±g/√(1−x²) · Asinh: g/√(x²+1) · Acosh: g/√(x²−1) · Atanh: g/(1−x²) ·
 //! Sinh: g·cosh x · Cosh: g·sinh x · Min/Max: g to the (first) selected input ·
 //! Sum: g to each · Mean: g/n to each · Where: g to the chosen branch.

@@ -97,7 +97,7 @@ fn affine_grid(
 struct Axis {
     /// Source coordinate in pixels, [N, Ho·Wo].
     at: String,
-    /// ∂at/∂grid (the unnormalisation scale, zeroed where clamping held the point).
+    /// ∂at/∂grid: the unnormalisation scale (a scalar), zeroed where clamping held the point.
     slope: String,
 }
 
@@ -126,15 +126,13 @@ fn axis(
     let t = ctx.b.mul(&c, &s);
     let at = ctx.b.add(&t, &o);
     if !border {
-        let slope = ctx.b.fill(&[n as usize, out as usize], dt, scale);
-        return Axis { at, slope };
+        return Axis { at, slope: s };
     }
     let lo = ctx.scalar(0.0, dt);
     let hi = ctx.scalar((size - 1) as f64, dt);
     let clamped = ctx.b.op("Clip", &[&at, &lo, &hi], vec![]);
     let free = ctx.b.op("Equal", &[&clamped, &at], vec![]);
-    let free = ctx.b.cast(&free, dt);
-    let slope = ctx.b.mul(&free, &s);
+    let slope = ctx.mask(&free, &s, dt);
     Axis { at: clamped, slope }
 }
 
@@ -170,17 +168,16 @@ fn grid_sample(
     let ay = axis(ctx, grid, 1, h, nb, out, align, border, dt);
 
     // Corners as [N, Ho·Wo] values: flat pixel index (clamped, so always valid), inside-image
-    // mask (always 1 with border padding), and weight (mask included). Bilinear corner order:
-    // (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+    // mask (None with border padding: always inside), and weight (mask included; None = 1, the
+    // nearest pixel). Bilinear corner order: (y0, x0), (y0, x1), (y1, x0), (y1, x1).
     let one = ctx.scalar(1.0, dt);
-    let ones = ctx.b.fill(&[nb as usize, out as usize], dt, 1.0);
     let (points, fx, fy) = if linear {
         let (x0, x1, wx0, wx1) = floor_weights(ctx, &ax, &one);
         let (y0, y1, wy0, wy1) = floor_weights(ctx, &ay, &one);
         let mut p = vec![];
         for (yy, wy) in [(&y0, &wy0), (&y1, &wy1)] {
             for (xx, wx) in [(&x0, &wx0), (&x1, &wx1)] {
-                p.push((xx.clone(), yy.clone(), ctx.b.mul(wy, wx)));
+                p.push((xx.clone(), yy.clone(), Some(ctx.b.mul(wy, wx))));
             }
         }
         (p, Some((wx0, wx1)), Some((wy0, wy1)))
@@ -188,7 +185,7 @@ fn grid_sample(
         // Round half to even, as ONNX Runtime and the reference do.
         let rx = ctx.b.op("Round", &[&ax.at], vec![]);
         let ry = ctx.b.op("Round", &[&ay.at], vec![]);
-        (vec![(rx, ry, ones.clone())], None, None)
+        (vec![(rx, ry, None)], None, None)
     };
     let zero = ctx.scalar(0.0, dt);
     let clip = |ctx: &mut VjpCtx, v: &str, size: i64| {
@@ -198,27 +195,27 @@ fn grid_sample(
     let mut corners = vec![];
     for (xx, yy, wgt) in &points {
         let (cx, cy) = (clip(ctx, xx, w), clip(ctx, yy, h));
-        let mask = if border {
-            ones.clone()
-        } else {
+        let mask = (!border).then(|| {
             let inx = ctx.b.op("Equal", &[&cx, xx], vec![]);
             let iny = ctx.b.op("Equal", &[&cy, yy], vec![]);
             let inside = ctx.b.op("And", &[&inx, &iny], vec![]);
             ctx.b.cast(&inside, dt)
-        };
+        });
         let ww = ctx.scalar(w as f64, dt);
         let row = ctx.b.mul(&cy, &ww);
         let idx = ctx.b.add(&row, &cx);
         let idx = ctx.b.cast(&idx, DataType::INT64);
-        let weight = ctx.b.mul(wgt, &mask);
+        let weight = match (wgt, &mask) {
+            (Some(w), Some(m)) => Some(ctx.b.mul(w, m)),
+            (w, m) => w.clone().or_else(|| m.clone()),
+        };
         corners.push((idx, mask, weight));
     }
     let gflat = ctx.b.reshape(&g, &[nb, c, out]);
     let per_channel = |ctx: &mut VjpCtx, v: &str| ctx.b.unsqueeze(v, &[1]);
     let expand_idx = |ctx: &mut VjpCtx, i: &str| {
         let u = ctx.b.unsqueeze(i, &[1]);
-        let s = ctx.b.const_i64s(&[nb, c, out]);
-        ctx.b.op("Expand", &[&u, &s], vec![])
+        ctx.b.expand(&u, &[nb, c, out])
     };
     let mut res = vec![None, None];
     if need[0] {
@@ -226,8 +223,13 @@ fn grid_sample(
         let mut upd = vec![];
         for (i, _, weight) in &corners {
             idx.push(expand_idx(ctx, i));
-            let u = per_channel(ctx, weight);
-            upd.push(ctx.b.mul(&gflat, &u));
+            upd.push(match weight {
+                Some(w) => {
+                    let u = per_channel(ctx, w);
+                    ctx.b.mul(&gflat, &u)
+                }
+                None => gflat.clone(),
+            });
         }
         let ir: Vec<&str> = idx.iter().map(String::as_str).collect();
         let ur: Vec<&str> = upd.iter().map(String::as_str).collect();
@@ -256,8 +258,13 @@ fn grid_sample(
                     let val =
                         ctx.b
                             .op("GatherElements", &[&xflat, &e], vec![attrs::int("axis", 2)]);
-                    let m = per_channel(ctx, mask);
-                    v.push(ctx.b.mul(&val, &m));
+                    v.push(match mask {
+                        Some(m) => {
+                            let m = per_channel(ctx, m);
+                            ctx.b.mul(&val, &m)
+                        }
+                        None => val,
+                    });
                 }
                 let step = |ctx: &mut VjpCtx, a: &str, b: &str, weight: &str| {
                     let d = ctx.b.sub(b, a);
@@ -281,9 +288,7 @@ fn grid_sample(
                 let gy = to_grid(ctx, &dyy, &ay);
                 ctx.b.concat(&[&gx, &gy], 3)
             }
-            _ => ctx
-                .b
-                .fill(&[nb as usize, gs[1] as usize, gs[2] as usize, 2], dt, 0.0),
+            _ => ctx.zeros_like(grid)?,
         };
         res[1] = Some(d);
     }

@@ -202,10 +202,10 @@ fn layer_norm(
         let mut parts: Vec<String> = st.dx.iter().cloned().collect();
         let inv_n = ctx.scalar(1.0 / count as f64, dt);
         if let Some(gm) = &g_mean {
-            // gm has x's rank with the normalised axes kept as 1: Add broadcasts it.
-            let zero = ctx.b.fill(&xs, dt, 0.0);
+            // gm has x's rank with the normalised axes kept as 1.
             let t = ctx.b.mul(gm, &inv_n);
-            parts.push(ctx.b.add(&zero, &t));
+            let xs64: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
+            parts.push(ctx.b.expand(&t, &xs64));
         }
         if let Some(gi) = &g_inv {
             let r2 = ctx.b.mul(&st.r, &st.r);

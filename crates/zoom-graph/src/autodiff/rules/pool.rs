@@ -137,8 +137,7 @@ fn untile(ctx: &mut VjpCtx, v: &str, per_position: bool, p: &Pool) -> String {
             full.push(o[i]);
             full.push(k[i]);
         }
-        let s = ctx.b.const_i64s(&full);
-        ctx.b.op("Expand", &[&t, &s], vec![])
+        ctx.b.expand(&t, &full)
     };
     let mut merged = vec![n, c];
     merged.extend((0..sp).map(|i| o[i] * k[i]));
@@ -643,11 +642,11 @@ fn lp_pool(
     if pw < 1 {
         return Err(n.attr_error("p", format!("{pw}, want at least 1")));
     }
-    let zero = ctx.scalar(0.0, dt);
-    let empty = ctx.b.op("Equal", &[y, &zero], vec![]);
     let t = if pw == 1 {
         g
     } else {
+        let zero = ctx.scalar(0.0, dt);
+        let empty = ctx.b.op("Equal", &[y, &zero], vec![]);
         let e = ctx.scalar((1 - pw) as f64, dt);
         let one = ctx.scalar(1.0, dt);
         let safe = ctx.b.where_(&empty, &one, y);
@@ -656,9 +655,8 @@ fn lp_pool(
         ctx.b.mul(&g, &f)
     };
     let spread_back = if n.op_type == "GlobalLpPool" {
-        let xs: Vec<i64> = ctx.shape_i64(x)?;
-        let s = ctx.b.const_i64s(&xs);
-        ctx.b.op("Expand", &[&t, &s], vec![])
+        let xs = ctx.shape_i64(x)?;
+        ctx.b.expand(&t, &xs)
     } else {
         let p = Pool::read(ctx, n)?;
         window_sum_adjoint(ctx, &t, &p, dt)
@@ -691,10 +689,8 @@ fn global_pool(
         let plane: usize = xs[2..].iter().product();
         let k = ctx.scalar(1.0 / plane as f64, dt);
         let t = ctx.b.mul(&g, &k);
-        let s = ctx
-            .b
-            .const_i64s(&xs.iter().map(|&v| v as i64).collect::<Vec<_>>());
-        ctx.b.op("Expand", &[&t, &s], vec![])
+        ctx.b
+            .expand(&t, &xs.iter().map(|&v| v as i64).collect::<Vec<_>>())
     } else {
         let eq = ctx.b.op("Equal", &[x, y], vec![]);
         let m = ctx.b.cast(&eq, dt);

@@ -2,8 +2,9 @@
 //! and yk = the output in keepdims form:
 //!
 //! ReduceSum: gk · ReduceMean: gk/N · ReduceSumSquare: 2·x·gk · ReduceL2: x·gk/yk ·
-//! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceLogSum: gk·e^(−yk) · ReduceMax/Min: gk shared equally by the
-//! elements equal to the extremum · ReduceProd: gk·Π of the other elements (see [`reduce_prod`]).
+//! ReduceL1: sign(x)·gk · ReduceLogSumExp: gk·e^(x−yk) · ReduceLogSum: gk·e^(−yk) ·
+//! ReduceMax/Min: gk shared equally by the elements equal to the extremum · ReduceProd: gk·Π of
+//! the other elements (exact at zeros).
 //!
 //! `axes` is an attribute before opset 13 (ReduceSum) / 18 (the others) and an input after.
 
@@ -24,10 +25,10 @@ pub(crate) fn register(r: &mut Registry) {
         "ReduceLogSum",
         "ReduceMax",
         "ReduceMin",
+        "ReduceProd",
     ] {
         r.add(op, reduce);
     }
-    r.add("ReduceProd", reduce_prod);
 }
 
 /// The reduced axes of a Reduce* node (empty result = "no-op").
@@ -75,10 +76,7 @@ fn reduce(
         (ctx.b.reshape(&g, &kept), ctx.b.reshape(y, &kept))
     };
     let xs64: Vec<i64> = xs.iter().map(|&d| d as i64).collect();
-    let expand = |ctx: &mut VjpCtx, v: &str| {
-        let s = ctx.b.const_i64s(&xs64);
-        ctx.b.op("Expand", &[v, &s], vec![])
-    };
+    let expand = |ctx: &mut VjpCtx, v: &str| ctx.b.expand(v, &xs64);
     let d = match n.op_type.as_str() {
         "ReduceSum" => expand(ctx, &gk),
         "ReduceMean" => {
@@ -120,53 +118,32 @@ fn reduce(
             let share = ctx.b.div(&gk, &cnt);
             ctx.b.mul(&m, &share)
         }
+        "ReduceProd" => {
+            // ∂y/∂xᵢ is the product of the other elements; y/xᵢ fails at 0. With P′ the
+            // product of the non-zero elements and z the count of zeros: xᵢ gets gk·P′/xᵢ
+            // when z = 0, the zero element gets gk·P′ when z = 1 (the others 0), everything
+            // gets 0 when z ≥ 2; no division by zero on any path.
+            let axes64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+            let zero = ctx.scalar(0.0, dt);
+            let one = ctx.scalar(1.0, dt);
+            let is_zero = ctx.b.op("Equal", &[x, &zero], vec![]);
+            let nonzero = ctx.b.where_(&is_zero, &one, x);
+            let p = ctx.b.reduce("ReduceProd", &nonzero, &axes64, true);
+            let zf = ctx.b.cast(&is_zero, dt);
+            let zeros = ctx.b.reduce("ReduceSum", &zf, &axes64, true);
+            let none = ctx.b.op("Equal", &[&zeros, &zero], vec![]);
+            let none = ctx.b.cast(&none, dt);
+            let single = ctx.b.op("Equal", &[&zeros, &one], vec![]);
+            let single = ctx.b.cast(&single, dt);
+            let others = ctx.b.div(&none, &nonzero); // 1/xᵢ where no zero
+            let at_zero = ctx.b.mul(&single, &zf); // the lone zero
+            let f = ctx.b.add(&others, &at_zero);
+            let gp = ctx.b.mul(&gk, &p);
+            ctx.b.mul(&gp, &f)
+        }
         other => return Err(n.unsupported(format!("no reduction rule for {other}"))),
     };
     out[0] = Some(d);
-    Ok(out)
-}
-
-/// ReduceProd: ∂y/∂xᵢ is the product of the other elements. With P′ the product of the
-/// non-zero elements and z the number of zeros in the reduction: xᵢ gets gk·P′/xᵢ when z = 0,
-/// the zero element gets gk·P′ when z = 1 (the others 0), and everything gets 0 when z ≥ 2.
-/// No division by zero on any path.
-fn reduce_prod(
-    ctx: &mut VjpCtx,
-    n: &NodeProto,
-    dy: &[Option<String>],
-    _: &[bool],
-) -> Result<Vec<Option<String>>> {
-    let g = dy0(n, dy)?;
-    let x = &n.input[0];
-    let xs = ctx.shape(x)?;
-    let dt = ctx.dtype(x)?;
-    let mut out = vec![None; n.input.len()];
-    let Some(axes) = reduce_axes(ctx, n, xs.len())? else {
-        out[0] = Some(g);
-        return Ok(out);
-    };
-    let keep = n.attr_or::<i64>("keepdims", 1)? == 1;
-    let kept: Vec<i64> = (0..xs.len())
-        .map(|i| if axes.contains(&i) { 1 } else { xs[i] as i64 })
-        .collect();
-    let gk = if keep { g } else { ctx.b.reshape(&g, &kept) };
-    let axes64: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
-    let zero = ctx.scalar(0.0, dt);
-    let one = ctx.scalar(1.0, dt);
-    let is_zero = ctx.b.op("Equal", &[x, &zero], vec![]);
-    let nonzero = ctx.b.where_(&is_zero, &one, x);
-    let p = ctx.b.reduce("ReduceProd", &nonzero, &axes64, true);
-    let zf = ctx.b.cast(&is_zero, dt);
-    let zeros = ctx.b.reduce("ReduceSum", &zf, &axes64, true);
-    let none = ctx.b.op("Equal", &[&zeros, &zero], vec![]);
-    let none = ctx.b.cast(&none, dt);
-    let single = ctx.b.op("Equal", &[&zeros, &one], vec![]);
-    let single = ctx.b.cast(&single, dt);
-    let others = ctx.b.div(&none, &nonzero); // 1/xᵢ where no zero
-    let at_zero = ctx.b.mul(&single, &zf); // the lone zero
-    let f = ctx.b.add(&others, &at_zero);
-    let gp = ctx.b.mul(&gk, &p);
-    out[0] = Some(ctx.b.mul(&gp, &f));
     Ok(out)
 }
 
