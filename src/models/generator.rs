@@ -24,7 +24,7 @@ impl Generator {
     /// Loads the model and card and checks the I/O contract against the card.
     pub fn load(model: &Path, card: &Path, options: &SessionOptions) -> Result<Generator> {
         let card = GeneratorCard::load(card)?;
-        let m = Model::load(model, options)?;
+        let mut m = Model::load(model, options)?;
         let graph = super::read_proto(model)?;
         let contract = |tensor: &str, message: String| Error::Tensor {
             model: model.display().to_string(),
@@ -61,7 +61,6 @@ impl Generator {
             }
         };
         // A generator exported at batch 1 may refuse any other batch (see load_with_prefix).
-        let mut m = m;
         let fixed_one = ["z", "edit"].iter().any(|name| {
             m.inputs()
                 .iter()

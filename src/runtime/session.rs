@@ -430,9 +430,16 @@ impl Model {
         Ok(outs)
     }
 
-    /// Like [`Model::run`] but without the NaN/Inf check (for callers that flag samples instead).
-    pub fn run_raw(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
-        self.check_inputs(inputs)?;
+    /// `inputs` as ONNX Runtime values, named.
+    fn ort_feed<'a>(
+        &self,
+        inputs: &[(&'a str, &'a Tensor)],
+    ) -> Result<
+        Vec<(
+            std::borrow::Cow<'a, str>,
+            ort::session::SessionInputValue<'a>,
+        )>,
+    > {
         let mut feed = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
             let v = t.to_ort().map_err(|e| {
@@ -440,6 +447,13 @@ impl Model {
             })?;
             feed.push((std::borrow::Cow::Borrowed(*name), v));
         }
+        Ok(feed)
+    }
+
+    /// Like [`Model::run`] but without the NaN/Inf check (for callers that flag samples instead).
+    pub fn run_raw(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        self.check_inputs(inputs)?;
+        let feed = self.ort_feed(inputs)?;
         let label = self.label.clone();
         let outputs = self
             .session
@@ -466,13 +480,7 @@ impl Model {
     /// not (a probe expected to fail sometimes). The error is ONNX Runtime's message, shortened
     /// to the node and what it could not do.
     pub fn probe(&mut self, inputs: &[(&str, &Tensor)]) -> std::result::Result<(), String> {
-        let mut feed = Vec::with_capacity(inputs.len());
-        for (name, t) in inputs {
-            feed.push((
-                std::borrow::Cow::Borrowed(*name),
-                t.to_ort().map_err(|e| e.to_string())?,
-            ));
-        }
+        let feed = self.ort_feed(inputs).map_err(|e| e.to_string())?;
         let mut options = ort::session::RunOptions::new().map_err(|e| e.to_string())?;
         options
             .set_log_level(ort::logging::LogLevel::Fatal)
