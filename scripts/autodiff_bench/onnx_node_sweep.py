@@ -106,20 +106,21 @@ def data_set(case) -> tuple[list, list]:
     return [arr(v) for v in ins], [arr(v) for v in outs]
 
 
-def fixed_model(case) -> tuple[onnx.ModelProto, dict]:
+def fixed_model(case, ins: list, outs: list) -> tuple[onnx.ModelProto, dict]:
     """The case's model with every input and output shape set from its first data set, and its
     integer, boolean and parameter inputs (axes, shapes, pads, scales, ...) turned into
     initializers with the data set's values: the node tests feed them as inputs for convenience,
     while exported models hold them as constants, which gradient rules may require.
 
+    `ins` are the values of the graph inputs that are not initializers, in order.
     Returns the model and the remaining inputs' values."""
     m = onnx.ModelProto()
     m.CopyFrom(case.model)
-    ins, outs = data_set(case)
     g = m.graph
+    init = {t.name for t in g.initializer}
     params = {n.input[k] for n in g.node for k in PARAMETER_INPUTS.get(n.op_type, ()) if k < len(n.input)}
-    feeds, keep = {}, []
-    for vi, val in zip(list(g.input), ins):
+    feeds, keep = {}, [vi for vi in g.input if vi.name in init]
+    for vi, val in zip([vi for vi in g.input if vi.name not in init], ins):
         if elem_type(vi) not in FLOATS or vi.name in params:
             g.initializer.append(onnx.numpy_helper.from_array(np.asarray(val), vi.name))
         else:
@@ -127,7 +128,8 @@ def fixed_model(case) -> tuple[onnx.ModelProto, dict]:
             keep.append(vi)
     del g.input[:]
     g.input.extend(keep)
-    for vi, val in list(zip(g.input, feeds.values())) + list(zip(g.output, outs)):
+    by_name = {vi.name: vi for vi in g.input}
+    for vi, val in [(by_name[k], v) for k, v in feeds.items()] + list(zip(g.output, outs)):
         if not vi.type.HasField("tensor_type") or not isinstance(val, np.ndarray):
             continue
         shp = vi.type.tensor_type.shape
@@ -155,7 +157,7 @@ def directional_fd(ev, feeds64: dict, wrt: str, v: np.ndarray, cot64: dict, name
     tie of a max or a ReLU at 0, where the central difference is homogeneous in h and looks smooth)
     and the central differences at h and h/2 agree (they do not across a jump, e.g. Sign at 0).
     Steps from small to large: relative to the input's RMS, then absolute, then larger, for inputs
-    of large magnitude and for references that compute in float32 inside (onnx.reference's Erf).
+    of large magnitude and for references that compute in float32 inside.
     """
     x = feeds64[wrt]
     rms = float(np.sqrt(np.mean(x ** 2))) if x.size else 1.0
@@ -188,7 +190,7 @@ def check_case(case, args, env, work: str) -> dict:
     if len(graph_inputs) != len(ins) or any(not isinstance(v, np.ndarray) for v in ins):
         rec.update(status="skipped", detail="non-tensor or optional inputs")
         return rec
-    model, feeds = fixed_model(case)
+    model, feeds = fixed_model(case, ins, outs)
     wrt = [k for k, v in feeds.items() if v.size > 0]
     if not wrt:
         rec.update(status="skipped", detail="no float input")
