@@ -1,5 +1,6 @@
-//! Resize (opset 13+; nearest, linear, cubic; every coordinate transformation except
-//! tf_crop_and_resize; `axes` and `keep_aspect_ratio_policy` of opset 18).
+//! Resize (opset 13+; nearest, linear, cubic; every coordinate transformation, including
+//! tf_crop_and_resize with a constant roi; `axes`, `keep_aspect_ratio_policy` and `antialias`
+//! of opset 18).
 //!
 //! Resize is separable: along each resized axis, output o = Σ_t w_t(o)·input[i_t(o)], with
 //! taps and weights that depend only on the sizes and attributes. The rule computes those taps
@@ -10,7 +11,8 @@
 //! corrections, linear in the size. Everything else: one MatMul with the dense interpolation
 //! matrix when in×out is moderate (≤ 2¹⁸ entries: GEMM kernels are fast), else Gather + Mul +
 //! ReduceSum over the transposed taps (for each input position, the outputs that read it). No
-//! scatter is needed.
+//! scatter is needed. Antialiased downsampling only changes the taps (a filter stretched by
+//! 1/scale, see `Interp::antialias_taps`); antialiased upsampling is plain interpolation.
 
 use super::dy0;
 use crate::autodiff::ctx::VjpCtx;
@@ -41,6 +43,8 @@ pub struct Interp {
     pub cubic_a: f64,
     /// exclude_outside.
     pub exclude_outside: bool,
+    /// antialias (opset 18): linear and cubic downsampling stretch their filter by 1/scale.
+    pub antialias: bool,
 }
 
 impl Interp {
@@ -48,11 +52,18 @@ impl Interp {
         &self,
         x: f64,
         scale: f64,
-        in_len: usize,
-        out_len: usize,
+        (in_len, out_len): (usize, usize),
+        (start, end): (f64, f64),
     ) -> Option<f64> {
         let (inl, outl) = (in_len as f64, out_len as f64);
         Some(match self.coord.as_str() {
+            "tf_crop_and_resize" => {
+                if out_len > 1 {
+                    start * (inl - 1.0) + x * (end - start) * (inl - 1.0) / (outl - 1.0)
+                } else {
+                    0.5 * (start + end) * (inl - 1.0)
+                }
+            }
             "half_pixel" => (x + 0.5) / scale - 0.5,
             "half_pixel_symmetric" => {
                 let adj = outl / (scale * inl);
@@ -79,20 +90,37 @@ impl Interp {
         })
     }
 
-    /// Taps (input index, weight) of each output position along one axis.
+    /// Whether an output whose source coordinate is `x` is the extrapolation value (a constant)
+    /// rather than an interpolation: tf_crop_and_resize outside the input.
+    fn extrapolated(&self, x: f64, in_len: usize) -> bool {
+        self.coord == "tf_crop_and_resize" && (x < 0.0 || x > (in_len - 1) as f64)
+    }
+
+    /// Taps (input index, weight) of each output position along one axis; `roi` is the
+    /// (start, end) of the region of interest along it (only tf_crop_and_resize reads it). An
+    /// extrapolated output has no taps.
     pub fn taps(
         &self,
         in_len: usize,
         out_len: usize,
         scale: f64,
+        roi: (f64, f64),
     ) -> Option<Vec<Vec<(usize, f64)>>> {
+        if self.antialias && self.mode != "nearest" && (scale as f32) < 1.0 {
+            return self.antialias_taps(in_len, out_len, scale, roi);
+        }
         let last = in_len as i64 - 1;
         let clampi = |i: i64| i.clamp(0, last) as usize;
         let mut all = Vec::with_capacity(out_len);
         for o in 0..out_len {
             // ONNX Runtime computes coordinates in float32; do the same so taps agree.
-            let x = self.original_coordinate(o as f64, scale as f32 as f64, in_len, out_len)? as f32
-                as f64;
+            let x =
+                self.original_coordinate(o as f64, scale as f32 as f64, (in_len, out_len), roi)?
+                    as f32 as f64;
+            if self.extrapolated(x, in_len) {
+                all.push(vec![]);
+                continue;
+            }
             let taps = match self.mode.as_str() {
                 "nearest" => {
                     let f = x.floor();
@@ -153,6 +181,91 @@ impl Interp {
         }
         Some(all)
     }
+
+    /// Taps of antialiased linear or cubic downsampling.
+    ///
+    /// The specification stretches the filter by 1/scale, so each output reads every input
+    /// within (filter support)/scale of its source coordinate, with the filter evaluated at
+    /// distance × scale and the weights normalised to sum to one. Taps past either end are
+    /// folded onto the edge element (or, with exclude_outside, dropped before normalising).
+    /// Everything is computed in float32 in ONNX Runtime's order (window bounds rounded from
+    /// the centre of the source pixel), so that the taps are those of the forward pass being
+    /// differentiated, not merely close to them.
+    fn antialias_taps(
+        &self,
+        in_len: usize,
+        out_len: usize,
+        scale: f64,
+        roi: (f64, f64),
+    ) -> Option<Vec<Vec<(usize, f64)>>> {
+        let cubic = match self.mode.as_str() {
+            "linear" => false,
+            "cubic" => true,
+            _ => return None,
+        };
+        let a = self.cubic_a as f32;
+        let filter = |x: f32| -> f32 {
+            let x = x.abs();
+            if !cubic {
+                return if x < 1.0 { 1.0 - x } else { 0.0 };
+            }
+            if x < 1.0 {
+                ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+            } else if x < 2.0 {
+                (((x - 5.0) * x + 8.0) * x - 4.0) * a
+            } else {
+                0.0
+            }
+        };
+        let rscale = scale as f32;
+        let stretch = 1.0f32 / rscale;
+        // Half the filter's width: the triangle spans ±1, the cubic kernel ±2.
+        let half_width: f32 = if cubic { 2.0 } else { 1.0 };
+        let support = half_width * stretch;
+        let inv_stretch = 1.0f32 / stretch;
+        let window = support.ceil() as i64 * 2 + 1;
+        let n = in_len as i64;
+        let mut all = Vec::with_capacity(out_len);
+        for o in 0..out_len {
+            let source =
+                self.original_coordinate(o as f64, rscale as f64, (in_len, out_len), roi)? as f32;
+            if self.extrapolated(source as f64, in_len) {
+                all.push(vec![]);
+                continue;
+            }
+            let centre = 0.5f32 + source;
+            let lo = (centre - support + 0.5).floor() as i64;
+            let hi = lo + ((centre + support + 0.5).floor() as i64 - lo).clamp(0, window);
+            let (lo_in, hi_in) = (lo.clamp(0, n), hi.clamp(0, n));
+            if lo_in >= hi_in {
+                all.push(vec![]);
+                continue;
+            }
+            let (first, end) = if self.exclude_outside {
+                (lo_in, hi_in)
+            } else {
+                (lo, hi)
+            };
+            let mut total = 0.0f32;
+            let mut taps: Vec<(usize, f32)> = vec![];
+            for i in first..end {
+                let w = filter(((i as f32 - centre) + 0.5) * inv_stretch);
+                total += w;
+                let at = i.clamp(0, n - 1) as usize;
+                match taps.last_mut() {
+                    Some(last) if last.0 == at => last.1 += w,
+                    _ => taps.push((at, w)),
+                }
+            }
+            let norm = if total == 0.0 { 1.0 } else { 1.0 / total };
+            all.push(
+                taps.into_iter()
+                    .map(|(i, w)| (i, (w * norm) as f64))
+                    .collect(),
+            );
+        }
+        Some(all)
+    }
 }
 
 fn resize(
@@ -173,10 +286,8 @@ fn resize(
         nearest: n.attr_or::<String>("nearest_mode", "round_prefer_floor".into())?,
         cubic_a: n.attr_or::<f32>("cubic_coeff_a", -0.75)? as f64,
         exclude_outside: n.attr_or::<i64>("exclude_outside", 0)? == 1,
+        antialias: n.attr_or::<i64>("antialias", 0)? == 1,
     };
-    if interp.coord == "tf_crop_and_resize" {
-        return Err(n.unsupported("coordinate_transformation_mode tf_crop_and_resize"));
-    }
     let axes: Vec<usize> = match n.get_attr::<Vec<i64>>("axes")? {
         Some(a) => a
             .iter()
@@ -184,6 +295,29 @@ fn resize(
             .collect::<Result<_>>()?,
         None => (0..r).collect(),
     };
+    // Region of interest per axis (start, end), read only by tf_crop_and_resize: [starts…,
+    // ends…] over `axes`.
+    let mut roi = vec![(0.0f64, 1.0f64); r];
+    if interp.coord == "tf_crop_and_resize" {
+        let name = n
+            .input_opt(1)
+            .ok_or_else(|| n.unsupported("tf_crop_and_resize without a roi input (input 1)"))?;
+        let v = ctx
+            .const_value(name)
+            .map(|t| t.to_f64s())
+            .ok_or_else(|| n.unsupported(format!("roi (input 1, \"{name}\") is not a constant")))?;
+        if v.len() != 2 * axes.len() {
+            return Err(n.unsupported(format!(
+                "roi (input 1, \"{name}\") has {} values; expected {} (start and end for each of {} axes)",
+                v.len(),
+                2 * axes.len(),
+                axes.len()
+            )));
+        }
+        for (k, &a) in axes.iter().enumerate() {
+            roi[a] = (v[k], v[k + axes.len()]);
+        }
+    }
     // Scale per axis: the given scales, else out/in (or the common scale of a kept aspect ratio).
     let mut scale = vec![1.0f64; r];
     let scales = n
@@ -221,20 +355,18 @@ fn resize(
             }
         }
     }
-    let antialias = n.attr_or::<i64>("antialias", 0)? == 1;
     let mut todo: Vec<usize> = (0..r)
+        // ONNX Runtime copies an axis whose scale is 1, even where tf_crop_and_resize's roi
+        // would crop it (the specification's reference crops): the gradient follows the runtime.
         .filter(|&a| xs[a] != ys[a] || scale[a] != 1.0)
         .collect();
-    if antialias && interp.mode != "nearest" && todo.iter().any(|&a| scale[a] < 1.0) {
-        return Err(n.unsupported("antialiased downsampling"));
-    }
     // Shrink the biggest expansions first: later axes then work on smaller tensors.
     todo.sort_by(|&a, &b| (ys[b] as f64 / xs[b] as f64).total_cmp(&(ys[a] as f64 / xs[a] as f64)));
     let mut cur = g;
     let mut shape: Vec<usize> = ys.clone();
     for a in todo {
         let taps = interp
-            .taps(xs[a], ys[a], scale[a])
+            .taps(xs[a], ys[a], scale[a], roi[a])
             .ok_or_else(|| n.unsupported(format!("Resize variant {interp:?}")))?;
         cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &taps, dt);
     }
@@ -695,6 +827,136 @@ mod tests {
                 .attr(attrs::int("exclude_outside", 1))
                 .named("cubic exclude_outside x2, strided Conv route"),
         );
+        // Antialiased downsampling (opset 18): the taps must be ONNX Runtime's own (window
+        // bounds, edge folding, normalisation), or the finite differences of its forward pass
+        // disagree. Upsampling with antialias set is plain interpolation.
+        for (mode, coord, x, sizes, excl, a) in [
+            ("linear", "half_pixel", [1, 2, 9, 8], [1, 2, 4, 5], 0, -0.75),
+            (
+                "linear",
+                "pytorch_half_pixel",
+                [1, 2, 13, 7],
+                [1, 2, 3, 6],
+                0,
+                -0.75,
+            ),
+            (
+                "linear",
+                "align_corners",
+                [1, 1, 9, 10],
+                [1, 1, 4, 3],
+                0,
+                -0.75,
+            ),
+            (
+                "linear",
+                "asymmetric",
+                [1, 1, 9, 10],
+                [1, 1, 5, 3],
+                0,
+                -0.75,
+            ),
+            (
+                "linear",
+                "half_pixel",
+                [2, 1, 10, 9],
+                [2, 1, 3, 4],
+                1,
+                -0.75,
+            ),
+            ("linear", "half_pixel", [1, 2, 5, 4], [1, 2, 9, 2], 0, -0.75),
+            ("cubic", "half_pixel", [1, 2, 11, 9], [1, 2, 4, 5], 0, -0.75),
+            ("cubic", "half_pixel", [1, 1, 12, 10], [1, 1, 5, 3], 1, -0.5),
+            (
+                "cubic",
+                "align_corners",
+                [1, 1, 9, 11],
+                [1, 1, 4, 6],
+                0,
+                -0.75,
+            ),
+            ("cubic", "half_pixel", [1, 1, 6, 5], [1, 1, 12, 2], 0, -0.75),
+        ] {
+            cases.push(
+                interp(resize_sizes(&x, &sizes), mode, coord)
+                    .attr(attrs::int("antialias", 1))
+                    .attr(attrs::int("exclude_outside", excl))
+                    .attr(attrs::float("cubic_coeff_a", a))
+                    .opset(18)
+                    .named(&format!(
+                        "{mode} {coord} antialias {x:?}->{sizes:?} exclude_outside={excl}"
+                    )),
+            );
+        }
+        cases.push(
+            interp(
+                resize_scales(&[1, 2, 10, 12], &[1.0, 1.0, 0.45, 0.7]),
+                "linear",
+                "half_pixel",
+            )
+            .attr(attrs::int("antialias", 1))
+            .opset(18)
+            .named("linear antialias scales 0.45 x 0.7"),
+        );
+        cases.push(
+            resize_sizes(&[1, 1, 1, 1200], &[1, 1, 1, 390])
+                .attr(attrs::string("mode", "cubic"))
+                .attr(attrs::int("antialias", 1))
+                .opset(18)
+                .named("cubic antialias, gather route"),
+        );
+        // tf_crop_and_resize: a constant region of interest, outputs outside the input take
+        // the extrapolation value (no gradient).
+        for (mode, roi, sizes) in [
+            (
+                "nearest",
+                [0.0, 0.0, 0.1, 0.2, 1.0, 1.0, 0.8, 0.9],
+                [1, 2, 5, 4],
+            ),
+            (
+                "linear",
+                [0.0, 0.0, 0.2, -0.3, 1.0, 1.0, 0.7, 1.4],
+                [1, 2, 4, 7],
+            ),
+            (
+                "cubic",
+                [0.0, 0.0, 0.3, 0.1, 1.0, 1.0, 0.9, 0.6],
+                [1, 2, 6, 6],
+            ),
+        ] {
+            cases.push(
+                Case::op("Resize")
+                    .input("x", &[1, 2, 7, 8])
+                    .floats("roi", &[8], &roi)
+                    .absent()
+                    .ints("sizes", &sizes)
+                    .attr(attrs::string("mode", mode))
+                    .attr(attrs::string(
+                        "coordinate_transformation_mode",
+                        "tf_crop_and_resize",
+                    ))
+                    .attr(attrs::float("extrapolation_value", 0.5))
+                    .float_only()
+                    .linear()
+                    .named(&format!("{mode} tf_crop_and_resize")),
+            );
+        }
+        cases.push(
+            Case::op("Resize")
+                .input("x", &[1, 2, 6, 6])
+                .floats("roi", &[2], &[0.25, 0.75])
+                .floats("scales", &[1], &[1.0])
+                .attr(attrs::ints("axes", &[3]))
+                .attr(attrs::string("mode", "linear"))
+                .attr(attrs::string(
+                    "coordinate_transformation_mode",
+                    "tf_crop_and_resize",
+                ))
+                .opset(18)
+                .float_only()
+                .linear()
+                .named("tf_crop_and_resize, scale 1: ONNX Runtime ignores the roi"),
+        );
         // Above the dense-matrix limit: the gather route.
         cases.push(
             resize_sizes(&[1, 1, 1, 600], &[1, 1, 1, 520])
@@ -707,6 +969,40 @@ mod tests {
                 .named("gather route, cubic, axis 2"),
         );
         run_cases(cases);
+    }
+
+    /// A region of interest computed in the graph (crop boxes) cannot be turned into taps.
+    #[test]
+    fn computed_roi_is_refused_by_name() {
+        use crate::{build_vjp, DataType, GraphBuilder, VjpSpec};
+        let mut b = GraphBuilder::new(13);
+        let x = b.input(
+            "x",
+            DataType::FLOAT,
+            &[1.into(), 1.into(), 4.into(), 4.into()],
+        );
+        let roi = b.input("boxes", DataType::FLOAT, &[8.into()]);
+        let sizes = b.const_i64s(&[1, 1, 2, 2]);
+        let y = b.op(
+            "Resize",
+            &[&x, &roi, "", &sizes],
+            vec![
+                attrs::string("mode", "linear"),
+                attrs::string("coordinate_transformation_mode", "tf_crop_and_resize"),
+            ],
+        );
+        b.output(&y, "y");
+        let spec = VjpSpec {
+            wrt: vec!["x".into()],
+            ..Default::default()
+        };
+        let e = build_vjp(&b.build().unwrap(), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Resize") && e.contains("roi") && e.contains("boxes"),
+            "{e}"
+        );
     }
 
     /// Bilinear 2× upsampling, the common case in segmentation nets, must take the strided-Conv
