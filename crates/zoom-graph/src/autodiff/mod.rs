@@ -130,6 +130,13 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     model.graph_mut()?.sort_topologically()?;
     // Fold shape arithmetic (and other constants) in the forward graph first.
     passes::fold::fold_constants(&mut model, passes::FoldLimits::default())?;
+    // The forward pass's own values stay what the model computes (no algebraic rewrites).
+    let forward_values: HashSet<String> = model
+        .graph_ref()?
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().cloned())
+        .collect();
 
     let graph = model.graph_ref()?;
     let inf = infer(&model, CONST_LIMIT)?;
@@ -386,6 +393,10 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     model.producer_name = "zoom-graph autodiff".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
     passes::optimize(&mut model)?;
+    let limits = passes::FoldLimits::default();
+    if passes::conv_scale::fold_input_scales_into_convs(&mut model, &forward_values, limits)? {
+        passes::optimize(&mut model)?;
+    }
     Ok((model, warnings))
 }
 

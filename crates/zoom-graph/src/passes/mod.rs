@@ -2,8 +2,10 @@
 //! common-subexpression elimination ([`cse`], also merging identical constants and dropping
 //! Identity nodes) and dead-node elimination ([`dce`]). Together they keep the gradient graph
 //! from doing work that a forward pass would not (runtime transposes of weights, repeated
-//! shape arithmetic, duplicate masks).
+//! shape arithmetic, duplicate masks). [`conv_scale`] then folds constant channel scales of the
+//! gradient into the weights of the convolutions that read them.
 
+pub mod conv_scale;
 pub mod cse;
 pub mod dce;
 pub mod fold;
