@@ -37,42 +37,10 @@ import onnxruntime as ort
 from onnx import TensorProto
 
 sys.path.insert(0, os.path.dirname(__file__))
-from run import REPO, rel_l2, to_float64_model  # noqa: E402  (same folder)
+from run import REPO, reference_evaluator, rel_l2  # noqa: E402  (same folder)
 
 FLOATS = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64}
 TOL = 1e-3  # relative error of a directional derivative above which a gradient is wrong
-
-
-def reference_evaluator(model: onnx.ModelProto):
-    """onnx.reference on a float64 copy of `model`, with two operators patched in place (function
-    bodies get evaluators of their own, which do not see `new_ops`):
-
-    - Erf rounds to float32 in onnx 1.23, too coarse for finite differences (Gelu expands to it);
-    - LpNormalization sums x^p instead of |x|^p, wrong for p = 1 at negative values (onnxruntime
-      and the spec use |x|; the node tests feed non-negative values, jittering makes some negative);
-    - AffineGrid casts its grid to float32.
-    """
-    import math
-
-    from onnx.reference import ReferenceEvaluator
-    from onnx.reference.ops import op_affine_grid, op_erf, op_lp_normalization
-
-    op_erf.Erf._run = lambda self, x: (np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),)
-
-    def lp_normalization(self, x, axis=None, p=None):
-        axis, p = axis or self.axis, p or self.p
-        norm = np.expand_dims(np.power(np.power(np.abs(x), p).sum(axis=axis), 1.0 / p), axis)
-        return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
-
-    op_lp_normalization.LpNormalization._run = lp_normalization
-
-    def affine(theta, grid_homo):  # θ applied to every homogeneous base position, in float64
-        k = grid_homo.shape[-1]
-        out = np.einsum("nij,pj->npi", theta, grid_homo.reshape(-1, k))
-        return out.reshape((theta.shape[0], *grid_homo.shape[:-1], theta.shape[1]))
-
-    op_affine_grid.apply_affine_transform = affine
-    return ReferenceEvaluator(to_float64_model(model))
 
 
 def elem_type(vi) -> int | None:

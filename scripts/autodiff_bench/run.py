@@ -55,6 +55,7 @@ class Spec:
     npz: str | None = None
     note: str = ""
     convert_opset: int | None = None    # convert with onnx.version_converter before use
+    expose: list[str] | None = None     # internal tensors to make the graph's outputs instead of its own
 
 
 @dataclass
@@ -115,6 +116,22 @@ def arch_specs(models_dir: str) -> list[Spec]:
     return out
 
 
+def real_world_specs(real_dir: str) -> list[Spec]:
+    """Third-party ONNX models fetched by fetch_real_world.py (run it first)."""
+    man = os.path.join(real_dir, "manifest.json")
+    if not os.path.exists(man):
+        sys.exit(f"{man} not found: run scripts/autodiff_bench/fetch_real_world.py --out {real_dir} first")
+    with open(man) as f:
+        manifest = json.load(f)
+    out = []
+    for e in manifest["models"]:
+        path = os.path.join(real_dir, e["onnx"])
+        outputs = e.get("outputs") or [o.name for o in onnx.load(path, load_external_data=False).graph.output]
+        out.append(Spec(e["name"] + " (real-world)", path, e["wrt"], outputs, {e["wrt"]: e["shape"]}, "fd",
+                        note=e["source"] + "; " + e["description"], expose=e.get("outputs")))
+    return out
+
+
 def make_static(spec: Spec, dst: str) -> onnx.ModelProto:
     """The forward model with every input dimension fixed (same file for both tools)."""
     m = onnx.load(spec.path)
@@ -132,12 +149,26 @@ def make_static(spec: Spec, dst: str) -> onnx.ModelProto:
                     params[d.dim_param] = v
                 d.Clear()
                 d.dim_value = v
+    if spec.expose:
+        # Differentiate internal tensors (e.g. logits before a saturating Sigmoid): they become the
+        # graph's only outputs, and the nodes after them fall away as dead code in both tools.
+        del m.graph.output[:]
+        for t in spec.expose:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
     for vi in list(m.graph.output) + list(m.graph.value_info):
         for d in vi.type.tensor_type.shape.dim:
             if d.dim_param in params:
                 v = params[d.dim_param]
                 d.Clear()
                 d.dim_value = v
+    if spec.expose:
+        # Shaped like any model output (onnx-ad's checker wants a shape): from one run, since
+        # ONNX shape inference does not reach through every exporter's graph.
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        zeros = {i.name: np.zeros(spec.shapes[i.name], np.float32) for i in s.get_inputs()}
+        for out, y in zip(m.graph.output, s.run([o.name for o in m.graph.output], zeros)):
+            for v in y.shape:
+                out.type.tensor_type.shape.dim.add().dim_value = v
     onnx.save(m, dst)
     return m
 
@@ -280,8 +311,55 @@ def to_float64_model(m: onnx.ModelProto) -> onnx.ModelProto:
     return m2
 
 
+def reference_evaluator(model: onnx.ModelProto):
+    """onnx.reference on a float64 copy of `model`, with operators patched in place where the
+    evaluator departs from the specification and onnxruntime (function bodies get evaluators of
+    their own, which do not see `new_ops`):
+
+    - Erf rounds to float32 in onnx 1.23, too coarse for finite differences (Gelu expands to it);
+    - LpNormalization sums x^p instead of |x|^p, wrong for p = 1 at negative values (onnxruntime
+      and the spec use |x|; the node tests feed non-negative values, jittering makes some negative);
+    - AffineGrid casts its grid to float32;
+    - BatchNormalization 9–13 computes batch statistics (training mode) whenever `momentum` is
+      set, and the evaluator always sets it (schema default); with the one output an inference
+      model has, the spec and onnxruntime use the running statistics (PaddlePaddle exports).
+    """
+    import math
+
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.ops import op_affine_grid, op_batch_normalization, op_erf, op_lp_normalization
+
+    op_erf.Erf._run = lambda self, x: (np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype),)
+
+    def lp_normalization(self, x, axis=None, p=None):
+        axis, p = axis or self.axis, p or self.p
+        norm = np.expand_dims(np.power(np.power(np.abs(x), p).sum(axis=axis), 1.0 / p), axis)
+        return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
+
+    op_lp_normalization.LpNormalization._run = lp_normalization
+
+    def affine(theta, grid_homo):  # θ applied to every homogeneous base position, in float64
+        k = grid_homo.shape[-1]
+        out = np.einsum("nij,pj->npi", theta, grid_homo.reshape(-1, k))
+        return out.reshape((theta.shape[0], *grid_homo.shape[:-1], theta.shape[1]))
+
+    op_affine_grid.apply_affine_transform = affine
+
+    bn9 = op_batch_normalization.BatchNormalization_9
+    bn9_training = bn9._run
+
+    def batch_norm_9(self, x, scale, bias, mean, var, epsilon=None, momentum=None):
+        if len(self.onnx_node.output) == 1:
+            y = op_batch_normalization._batchnorm_test_mode(x, scale, bias, mean, var, epsilon=epsilon)
+            return (y,)
+        return bn9_training(self, x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum)
+
+    bn9._run = batch_norm_9
+    return ReferenceEvaluator(to_float64_model(model))
+
+
 def fd_directional(fwd_model: onnx.ModelProto, feeds: dict, spec: Spec, cot: dict, dirs: int, rng,
-                   max_tries: int = 8) -> dict:
+                   max_tries: int = 16) -> dict:
     """Central differences of <cot, f(x)> along random directions v ~ N(0, I), in float64 (onnx.reference).
 
     ReLU/MaxPool nets are kinked at every scale down to ~1e-6 around a random input (measured on the
@@ -292,8 +370,7 @@ def fd_directional(fwd_model: onnx.ModelProto, feeds: dict, spec: Spec, cot: dic
     image (drawn at random): a direction through all of them would cross every image's kinks, and
     at batch 8 almost none survive.
     """
-    from onnx.reference import ReferenceEvaluator
-    ev = ReferenceEvaluator(to_float64_model(fwd_model))
+    ev = reference_evaluator(fwd_model)
     f64 = {k: v.astype(np.float64) for k, v in feeds.items()}
     x = f64[spec.wrt]
     scale = float(np.sqrt(np.mean(x ** 2))) or 1.0
@@ -475,6 +552,8 @@ def main(argv=None):
     ap.add_argument("--models", default="/tmp/autodiff-bench/models", help="export_architectures.py --out")
     ap.add_argument("--demo-root", default=os.path.join(REPO, "onnx"), help="folder of the real demo models")
     ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--real-world", metavar="DIR",
+                    help="also the third-party models that fetch_real_world.py put in DIR (batch 1)")
     ap.add_argument("--only", nargs="*", help="model names (substring match)")
     ap.add_argument("--batch", type=int, default=1,
                     help="batch size of the demo models' inputs; above 1 the architecture rows are skipped "
@@ -502,7 +581,8 @@ def main(argv=None):
     if args.batch < 1:
         sys.exit("--batch must be at least 1")
     specs = ((arch_specs(args.models) if args.batch == 1 else [])
-             + ([] if args.no_demo else demo_specs(args.demo_root, args.batch)))
+             + ([] if args.no_demo else demo_specs(args.demo_root, args.batch))
+             + (real_world_specs(args.real_world) if args.real_world and args.batch == 1 else []))
     if args.only:
         specs = [s for s in specs if any(o in s.name for o in args.only)]
 
