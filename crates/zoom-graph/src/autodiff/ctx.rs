@@ -1,6 +1,8 @@
 //! What a gradient rule sees: static shapes and types of forward values, known constants, a
 //! builder for the nodes it emits, and helpers shared by many rules (unbroadcast, scalars).
 
+use std::collections::HashMap;
+
 use super::Tuning;
 use crate::builder::GraphBuilder;
 use crate::error::Result;
@@ -22,10 +24,25 @@ pub struct VjpCtx<'a> {
     pub(crate) replaced: Vec<usize>,
     /// The runtime the graph is shaped for.
     pub tuning: Tuning,
+    /// The forward node producing each value.
+    producers: HashMap<&'a str, &'a NodeProto>,
+    /// Inputs of the node being differentiated whose gradient the rule has already passed on
+    /// through their producer (see [`VjpCtx::absorb_input`]).
+    pub(crate) absorbed: Vec<usize>,
 }
 
 impl<'a> VjpCtx<'a> {
-    pub(crate) fn new(b: GraphBuilder, inf: &'a Inference, tuning: Tuning) -> Self {
+    pub(crate) fn new(
+        b: GraphBuilder,
+        inf: &'a Inference,
+        tuning: Tuning,
+        forward: &'a [NodeProto],
+    ) -> Self {
+        let producers = forward
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+            .filter(|(o, _)| !o.is_empty())
+            .collect();
         VjpCtx {
             b,
             inf,
@@ -33,7 +50,22 @@ impl<'a> VjpCtx<'a> {
             node_index: 0,
             replaced: vec![],
             tuning,
+            producers,
+            absorbed: vec![],
         }
+    }
+
+    /// The forward node that computes `v` (None for graph inputs and initializers).
+    pub fn producer(&self, v: &str) -> Option<&'a NodeProto> {
+        self.producers.get(v).copied()
+    }
+
+    /// Input `k` of the node being differentiated gets no gradient from this node: the rule
+    /// has carried that path through input k's producer to the producer's own inputs itself
+    /// (a Mul of x and Sigmoid(x) differentiated as one SiLU). The producer still receives
+    /// any cotangent from its other consumers.
+    pub fn absorb_input(&mut self, k: usize) {
+        self.absorbed.push(k);
     }
 
     /// Default-domain opset of the model (and of the emitted nodes).

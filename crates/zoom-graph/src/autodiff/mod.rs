@@ -249,7 +249,12 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     let active = |v: &str| varied.contains(v) && useful.contains(v);
 
     // --- reverse sweep ---
-    let mut ctx = VjpCtx::new(GraphBuilder::extending(graph, opset), &inf, spec.tuning);
+    let mut ctx = VjpCtx::new(
+        GraphBuilder::extending(graph, opset),
+        &inf,
+        spec.tuning,
+        &graph.node,
+    );
     for n in grad_in.iter().chain(&grad_out) {
         ctx.b.reserve(n)?;
     }
@@ -314,6 +319,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
             node: node.label(),
         })?;
         ctx.node_index = i;
+        ctx.absorbed.clear();
         let dxs = rule(&mut ctx, node, &dys, &need)?;
         for (k, x) in node.input.iter().enumerate() {
             if !need[k] {
@@ -321,6 +327,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
             }
             match dxs.get(k).cloned().flatten() {
                 Some(g) => contributions.entry(x.clone()).or_default().push(g),
+                None if ctx.absorbed.contains(&k) => {}
                 None => {
                     return Err(node.error(format!(
                         "internal error: the gradient rule produced no gradient for input {k} (\"{x}\")"

@@ -167,29 +167,38 @@ fn activation(
             return grads(vec![ctx.mask(&out, &g, dt)]);
         }
         "HardSigmoid" => {
+            // αx+β lies strictly inside (0, 1) exactly where the output does (the clamp is the
+            // identity there and pins the output to 0 or 1 elsewhere), so the output is tested
+            // and αx+β is not recomputed. A Mul by the cast mask, not a Where: ONNX Runtime's
+            // Where with a scalar branch is several times slower.
             let alpha = n.attr_or::<f32>("alpha", 0.2)? as f64;
-            let beta = n.attr_or::<f32>("beta", 0.5)? as f64;
             let a = ctx.scalar(alpha, dt);
-            let bb = ctx.scalar(beta, dt);
-            let t = ctx.b.mul(x, &a);
-            let t = ctx.b.add(&t, &bb);
-            let lo = ctx.b.op("Greater", &[&t, &zero], vec![]);
-            let hi = ctx.b.op("Less", &[&t, &one], vec![]);
+            let lo = ctx.b.op("Greater", &[y, &zero], vec![]);
+            let hi = ctx.b.op("Less", &[y, &one], vec![]);
             let inside = ctx.b.op("And", &[&lo, &hi], vec![]);
-            ctx.b.where_(&inside, &a, &zero)
+            let d = ctx.mask(&inside, &g, dt);
+            return grads(vec![ctx.b.mul(&d, &a)]);
         }
         "HardSwish" => {
-            // x/3 + 1/2 inside (−3, 3), 0 below, 1 above.
-            let third = ctx.scalar(1.0 / 3.0, dt);
-            let half = ctx.scalar(0.5, dt);
-            let t = ctx.b.mul(x, &third);
-            let mid = ctx.b.add(&t, &half);
+            // x·h(x) with h = HardSigmoid(x; ⅙, ½): the slope is h + x/6 on (−3, 3), where h is
+            // not clamped, and h (0 or 1) outside. As h + (x/6)·𝟙(−3 < x < 3) it needs no
+            // Where (two of them cost 14% of MobileNetV3-small's gradient graph).
+            let sixth = ctx.scalar(1.0 / 6.0, dt);
+            // (Computing y as x·h here too, as ONNX Runtime's CPU provider does, and dropping
+            // the forward HardSwish measured no better.)
+            let h = ctx.b.op(
+                "HardSigmoid",
+                &[x],
+                vec![attrs::float("alpha", 1.0 / 6.0), attrs::float("beta", 0.5)],
+            );
             let m3 = ctx.scalar(-3.0, dt);
             let p3 = ctx.scalar(3.0, dt);
-            let below = ctx.b.op("Less", &[x, &m3], vec![]);
-            let above = ctx.b.op("Greater", &[x, &p3], vec![]);
-            let d = ctx.b.where_(&above, &one, &mid);
-            ctx.b.where_(&below, &zero, &d)
+            let lo = ctx.b.op("Greater", &[x, &m3], vec![]);
+            let hi = ctx.b.op("Less", &[x, &p3], vec![]);
+            let inside = ctx.b.op("And", &[&lo, &hi], vec![]);
+            let x6 = ctx.b.mul(x, &sixth);
+            let slope = ctx.mask(&inside, &x6, dt);
+            ctx.b.add(&h, &slope)
         }
         "Swish" => {
             // y = x·σ(αx): y' = s + α·y·(1 − s) with s = σ(αx).
@@ -375,6 +384,9 @@ mod tests {
             unary_case("HardSwish", &[], s, Inputs::uniform(3.1, 5.0))
                 .float_only()
                 .named("above"),
+            unary_case("HardSwish", &[], s, Inputs::uniform(-5.0, -3.1))
+                .float_only()
+                .named("below"),
             unary_case("Mish", &[], s, Inputs::any())
                 .opset(18)
                 .float_only(),
