@@ -242,6 +242,14 @@ def _resnet18():
     return torchvision.models.resnet18(weights=None), f"torchvision {torchvision.__version__} resnet18(weights=None)"
 
 
+def _torchvision(name: str):
+    """A torchvision classifier with random weights (the exporter writes HardSwish/HardSigmoid
+    ops for MobileNetV3, and SiLU as Sigmoid + Mul for EfficientNet)."""
+    import torchvision
+    return lambda: (getattr(torchvision.models, name)(weights=None),
+                    f"torchvision {torchvision.__version__} {name}(weights=None)")
+
+
 def _randomize_bn(model: nn.Module, gen: torch.Generator):
     """Give BatchNorm layers non-trivial random statistics (fresh BN is the identity)."""
     for mod in model.modules():
@@ -268,6 +276,10 @@ ARCHS = {
     # Last, so that adding it left the seeds (and weights) of the rows above unchanged.
     "seg_resize512_random": (lambda: (SegResize(), "custom segmentation net, bilinear Resize head, 512x512"),
                              "input", (1, 3, 512, 512), "logits"),
+    # Mobile classifiers users bring most (squeeze-excite, hard-swish, SiLU), appended for the
+    # same reason.
+    "mobilenet_v3_small_random": (_torchvision("mobilenet_v3_small"), "input", (1, 3, 224, 224), "logits"),
+    "efficientnet_b0_random": (_torchvision("efficientnet_b0"), "input", (1, 3, 224, 224), "logits"),
 }
 
 
