@@ -103,28 +103,25 @@ def demo_specs(root: str, batch: int = 1) -> list[Spec]:
     return specs
 
 
-def arch_specs(models_dir: str) -> list[Spec]:
-    man = os.path.join(models_dir, "manifest.json")
+def _manifest(folder: str, script: str) -> list[dict]:
+    """The model entries of `folder`/manifest.json, written by `script` (exits if missing)."""
+    man = os.path.join(folder, "manifest.json")
     if not os.path.exists(man):
-        sys.exit(f"{man} not found: run scripts/autodiff_bench/export_architectures.py --out {models_dir} first")
+        sys.exit(f"{man} not found: run scripts/autodiff_bench/{script} --out {folder} first")
     with open(man) as f:
-        manifest = json.load(f)
-    out = []
-    for e in manifest["models"]:
-        out.append(Spec(e["name"], os.path.join(models_dir, e["onnx"]), e["wrt"], [e["of"]], {e["wrt"]: e["shape"]},
-                        "torch", npz=os.path.join(models_dir, e["npz"]), note=e.get("description", "")))
-    return out
+        return json.load(f)["models"]
+
+
+def arch_specs(models_dir: str) -> list[Spec]:
+    return [Spec(e["name"], os.path.join(models_dir, e["onnx"]), e["wrt"], [e["of"]], {e["wrt"]: e["shape"]},
+                 "torch", npz=os.path.join(models_dir, e["npz"]), note=e.get("description", ""))
+            for e in _manifest(models_dir, "export_architectures.py")]
 
 
 def real_world_specs(real_dir: str) -> list[Spec]:
-    """Third-party ONNX models fetched by fetch_real_world.py (run it first)."""
-    man = os.path.join(real_dir, "manifest.json")
-    if not os.path.exists(man):
-        sys.exit(f"{man} not found: run scripts/autodiff_bench/fetch_real_world.py --out {real_dir} first")
-    with open(man) as f:
-        manifest = json.load(f)
+    """Third-party ONNX models fetched by fetch_real_world.py."""
     out = []
-    for e in manifest["models"]:
+    for e in _manifest(real_dir, "fetch_real_world.py"):
         path = os.path.join(real_dir, e["onnx"])
         outputs = e.get("outputs") or [o.name for o in onnx.load(path, load_external_data=False).graph.output]
         out.append(Spec(e["name"] + " (real-world)", path, e["wrt"], outputs, {e["wrt"]: e["shape"]}, "fd",

@@ -280,6 +280,19 @@ pub fn vjp_wrt_inputs_tuned(model: &ModelProto, tuning: crate::autodiff::Tuning)
         .0
 }
 
+/// The error message of building the gradient of `model` with respect to `wrt` (panics if
+/// the build succeeds): for tests of refusals.
+pub fn vjp_error(model: &ModelProto, wrt: &str) -> String {
+    let spec = crate::autodiff::VjpSpec {
+        wrt: vec![wrt.into()],
+        ..Default::default()
+    };
+    match crate::autodiff::build_vjp(model, &spec) {
+        Ok(_) => panic!("the gradient of {wrt} was built; expected a refusal"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Standard-normal values for every graph input of `model` (fixed shapes, each input's own
 /// element type), from a generator seeded with `seed`.
 pub fn random_feeds(model: &ModelProto, seed: u64) -> Vec<(String, HostTensor)> {

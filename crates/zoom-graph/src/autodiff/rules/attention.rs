@@ -276,7 +276,7 @@ mod tests {
     /// onnx_node_sweep.py: the bundled ONNX Runtime 1.31 does not know it.)
     #[test]
     fn unknown_attributes_are_refused() {
-        use crate::{build_vjp, DataType, GraphBuilder, VjpSpec};
+        use crate::{DataType, GraphBuilder};
         let mut b = GraphBuilder::new(23);
         let dims = [1.into(), 1.into(), 3.into(), 2.into()];
         let q = b.input("q", DataType::FLOAT, &dims);
@@ -286,13 +286,7 @@ mod tests {
             vec![attrs::int("future_mode", 1)],
         );
         b.output(&y, "y");
-        let spec = VjpSpec {
-            wrt: vec!["q".into()],
-            ..Default::default()
-        };
-        let e = build_vjp(&b.build().unwrap(), &spec)
-            .unwrap_err()
-            .to_string();
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "q");
         assert!(e.contains("Attention") && e.contains("future_mode"), "{e}");
     }
 

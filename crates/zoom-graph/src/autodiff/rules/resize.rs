@@ -830,53 +830,22 @@ mod tests {
         // Antialiased downsampling (opset 18): the taps must be ONNX Runtime's own (window
         // bounds, edge folding, normalisation), or the finite differences of its forward pass
         // disagree. Upsampling with antialias set is plain interpolation.
-        for (mode, coord, x, sizes, excl, a) in [
+        // (mode, coordinate transformation, input shape, output sizes, exclude_outside, cubic a)
+        type Antialiased = (&'static str, &'static str, [usize; 4], [i64; 4], i64, f32);
+        #[rustfmt::skip]
+        let antialiased: [Antialiased; 10] = [
             ("linear", "half_pixel", [1, 2, 9, 8], [1, 2, 4, 5], 0, -0.75),
-            (
-                "linear",
-                "pytorch_half_pixel",
-                [1, 2, 13, 7],
-                [1, 2, 3, 6],
-                0,
-                -0.75,
-            ),
-            (
-                "linear",
-                "align_corners",
-                [1, 1, 9, 10],
-                [1, 1, 4, 3],
-                0,
-                -0.75,
-            ),
-            (
-                "linear",
-                "asymmetric",
-                [1, 1, 9, 10],
-                [1, 1, 5, 3],
-                0,
-                -0.75,
-            ),
-            (
-                "linear",
-                "half_pixel",
-                [2, 1, 10, 9],
-                [2, 1, 3, 4],
-                1,
-                -0.75,
-            ),
+            ("linear", "pytorch_half_pixel", [1, 2, 13, 7], [1, 2, 3, 6], 0, -0.75),
+            ("linear", "align_corners", [1, 1, 9, 10], [1, 1, 4, 3], 0, -0.75),
+            ("linear", "asymmetric", [1, 1, 9, 10], [1, 1, 5, 3], 0, -0.75),
+            ("linear", "half_pixel", [2, 1, 10, 9], [2, 1, 3, 4], 1, -0.75),
             ("linear", "half_pixel", [1, 2, 5, 4], [1, 2, 9, 2], 0, -0.75),
             ("cubic", "half_pixel", [1, 2, 11, 9], [1, 2, 4, 5], 0, -0.75),
             ("cubic", "half_pixel", [1, 1, 12, 10], [1, 1, 5, 3], 1, -0.5),
-            (
-                "cubic",
-                "align_corners",
-                [1, 1, 9, 11],
-                [1, 1, 4, 6],
-                0,
-                -0.75,
-            ),
+            ("cubic", "align_corners", [1, 1, 9, 11], [1, 1, 4, 6], 0, -0.75),
             ("cubic", "half_pixel", [1, 1, 6, 5], [1, 1, 12, 2], 0, -0.75),
-        ] {
+        ];
+        for (mode, coord, x, sizes, excl, a) in antialiased {
             cases.push(
                 interp(resize_sizes(&x, &sizes), mode, coord)
                     .attr(attrs::int("antialias", 1))
@@ -974,7 +943,7 @@ mod tests {
     /// A region of interest computed in the graph (crop boxes) cannot be turned into taps.
     #[test]
     fn computed_roi_is_refused_by_name() {
-        use crate::{build_vjp, DataType, GraphBuilder, VjpSpec};
+        use crate::{DataType, GraphBuilder};
         let mut b = GraphBuilder::new(13);
         let x = b.input(
             "x",
@@ -992,13 +961,7 @@ mod tests {
             ],
         );
         b.output(&y, "y");
-        let spec = VjpSpec {
-            wrt: vec!["x".into()],
-            ..Default::default()
-        };
-        let e = build_vjp(&b.build().unwrap(), &spec)
-            .unwrap_err()
-            .to_string();
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "x");
         assert!(
             e.contains("Resize") && e.contains("roi") && e.contains("boxes"),
             "{e}"
