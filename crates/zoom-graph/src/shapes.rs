@@ -763,6 +763,7 @@ fn infer_node(node: &NodeProto, opset: i64, inp: &NodeIn) -> Result<Vec<Option<V
         | "GroupNormalization"
         | "RMSNormalization"
         | "Swish"
+        | "RotaryEmbedding"
         | "BitwiseNot" => same(),
         "BatchNormalization" => Ok(vec![Some(t0.clone())]),
         "Dropout" => Ok(vec![Some(t0.clone()), vt(DataType::BOOL, d0)]),

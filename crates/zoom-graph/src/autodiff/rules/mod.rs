@@ -19,6 +19,7 @@ pub mod passthrough;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod rotary;
 pub mod softmax;
 
 use super::registry::Registry;
@@ -41,6 +42,7 @@ pub(crate) fn register_all(r: &mut Registry) {
     pool::register(r);
     reduce::register(r);
     resize::register(r);
+    rotary::register(r);
     softmax::register(r);
 }
 
@@ -112,17 +114,17 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "GatherND",
     "Gelu",
     "Gemm",
-    "GridSample",
     "GlobalAveragePool",
     "GlobalLpPool",
     "GlobalMaxPool",
+    "GridSample",
     "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
     "Identity",
     "InstanceNormalization",
-    "LayerNormalization",
     "LRN",
+    "LayerNormalization",
     "LeakyRelu",
     "Log",
     "LogSoftmax",
@@ -155,6 +157,7 @@ pub(crate) const TESTED_OPS: &[&str] = &[
     "Relu",
     "Reshape",
     "Resize",
+    "RotaryEmbedding",
     "ScatterElements",
     "ScatterND",
     "Selu",
