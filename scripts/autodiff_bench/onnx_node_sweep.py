@@ -57,6 +57,7 @@ PARAMETER_INPUTS = {
     "ConvTranspose": {1, 2},
     "Clip": {1, 2},  # min, max
     "Pad": {2},  # constant_value
+    "RotaryEmbedding": {1, 2},  # cos_cache, sin_cache
 }
 
 
