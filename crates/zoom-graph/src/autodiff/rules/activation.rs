@@ -557,6 +557,23 @@ mod tests {
         assert_eq!(bits(&got), bits(&want));
     }
 
+    /// Float32 values where masks built from scaled Convs could go wrong: signed zeros, the
+    /// smallest subnormals, the smallest normal, the extremes and the infinities.
+    fn float32_extremes() -> [f64; 9] {
+        let tiny = f32::from_bits(1) as f64;
+        [
+            0.0,
+            -0.0,
+            tiny,
+            -tiny,
+            f32::MIN_POSITIVE as f64,
+            f32::MAX as f64,
+            f32::MIN as f64,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]
+    }
+
     /// The CPU-tuned mask of a Clip after a Conv (a ReLU6) must be exactly 𝟙(min < y < max):
     /// at and next to both bounds, at ±subnormals, the largest floats and infinities. The Conv
     /// in front is the identity, so y is the Clip of the fed values. A Clip that does not
@@ -612,23 +629,15 @@ mod tests {
             let n: usize = shape.iter().product();
             let mut rng = Rng::new(5);
             let mut xs: Vec<f64> = (0..n).map(|_| rng.uniform(-2.0, 8.0)).collect();
-            let tiny = f32::from_bits(1) as f64;
-            let special = [
+            let bounds = [
                 lo as f64,
                 hi as f64,
                 lo.next_down() as f64,
                 lo.next_up() as f64,
                 hi.next_down() as f64,
                 hi.next_up() as f64,
-                0.0,
-                -0.0,
-                tiny,
-                -tiny,
-                f32::MAX as f64,
-                f32::MIN as f64,
-                f64::INFINITY,
-                f64::NEG_INFINITY,
             ];
+            let special: Vec<f64> = bounds.into_iter().chain(float32_extremes()).collect();
             xs[..special.len()].copy_from_slice(&special);
             let gs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
             let xt = HostTensor::float(dt, shape.to_vec(), xs.clone());
@@ -698,18 +707,7 @@ mod tests {
         let n: usize = shape.iter().product();
         let mut rng = Rng::new(3);
         let mut xs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
-        let tiny = f32::from_bits(1) as f64;
-        let special = [
-            0.0,
-            -0.0,
-            tiny,
-            -tiny,
-            f32::MIN_POSITIVE as f64,
-            f32::MAX as f64,
-            f32::MIN as f64,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ];
+        let special = float32_extremes();
         xs[..special.len()].copy_from_slice(&special);
         let gs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let xt = HostTensor::float(dt, shape.to_vec(), xs.clone());
