@@ -56,6 +56,7 @@ fn signature(op: &str) -> Option<(&'static str, &'static str)> {
         "Attention" => ("T,T,T,*,T,T", "T,T,T,T"),
         "AffineGrid" => ("T,i", "T"),
         "GridSample" => ("T,T", "T"),
+        "RotaryEmbedding" => ("T,T,T,i", "T"),
         _ => return None,
     })
 }
@@ -916,7 +917,8 @@ fn the_checks_catch_type_errors() {
 }
 
 /// The operators added for exported transformers and spatial transformers (LRN,
-/// GroupNormalization, Einsum, Attention, AffineGrid, GridSample) and their VJP: the float16
+/// GroupNormalization, Einsum, RotaryEmbedding, Attention, AffineGrid, GridSample) and their
+/// VJP: the float16
 /// conversion must keep the graphs well typed and, where ONNX Runtime's CPU provider has the
 /// kernels, close to float32 (random weights; smooth, so the tight gradient tolerance).
 #[test]
@@ -954,6 +956,25 @@ fn newer_operators_and_their_vjps_convert() {
             w(b, "wv", &[4, 4], 0.5),
         );
         let (q, k, v) = (proj(b, &wq), proj(b, &wk), proj(b, &wv));
+        // Rotary position embeddings on queries and keys (2 heads of 2 channels: one pair).
+        let angles: Vec<f64> = (0..36).map(|p| 0.3 * p as f64).collect();
+        let cos: Vec<f64> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f64> = angles.iter().map(|a| a.sin()).collect();
+        let cos = b.constant_float("cos_cache", f, &[36, 1], &cos);
+        let sin = b.constant_float("sin_cache", f, &[36, 1], &sin);
+        let pos: Vec<i64> = (0..36).collect();
+        let pos = b.constant(
+            "position_ids",
+            &HostTensor::int(DataType::INT64, vec![1, 36], pos),
+        );
+        let rope = |b: &mut GraphBuilder, t: &str| {
+            b.op(
+                "RotaryEmbedding",
+                &[t, &cos, &sin, &pos],
+                vec![attrs::int("num_heads", 2)],
+            )
+        };
+        let (q, k) = (rope(b, &q), rope(b, &k));
         let a = b.op(
             "Attention",
             &[&q, &k, &v],
