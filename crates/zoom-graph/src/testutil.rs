@@ -280,16 +280,16 @@ pub fn vjp_wrt_inputs_tuned(model: &ModelProto, tuning: crate::autodiff::Tuning)
         .0
 }
 
-/// The error message of building the gradient of `model` with respect to `wrt` (panics if
-/// the build succeeds): for tests of refusals.
-pub fn vjp_error(model: &ModelProto, wrt: &str) -> String {
+/// The error of building the gradient of `model` with respect to `wrt` (panics if the build
+/// succeeds): for tests of refusals.
+pub fn vjp_error(model: &ModelProto, wrt: &str) -> crate::error::Error {
     let spec = crate::autodiff::VjpSpec {
         wrt: vec![wrt.into()],
         ..Default::default()
     };
     match crate::autodiff::build_vjp(model, &spec) {
         Ok(_) => panic!("the gradient of {wrt} was built; expected a refusal"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::Tuning;
 use crate::builder::GraphBuilder;
 use crate::error::Result;
-use crate::proto::NodeProto;
+use crate::proto::{GraphProto, NodeProto};
 use crate::shapes::Inference;
 use crate::tensor::HostTensor;
 use crate::DataType;
@@ -24,8 +24,9 @@ pub struct VjpCtx<'a> {
     pub(crate) replaced: Vec<usize>,
     /// The runtime the graph is shaped for.
     pub tuning: Tuning,
-    /// The forward node producing each value.
-    producers: HashMap<&'a str, &'a NodeProto>,
+    /// The forward graph's nodes, and the index of the node producing each value.
+    forward: &'a [NodeProto],
+    producers: HashMap<&'a str, usize>,
     /// Inputs of the node being differentiated whose gradient the rule has already passed on
     /// through their producer (see [`VjpCtx::absorb_input`]).
     pub(crate) absorbed: Vec<usize>,
@@ -36,13 +37,8 @@ impl<'a> VjpCtx<'a> {
         b: GraphBuilder,
         inf: &'a Inference,
         tuning: Tuning,
-        forward: &'a [NodeProto],
+        forward: &'a GraphProto,
     ) -> Self {
-        let producers = forward
-            .iter()
-            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
-            .filter(|(o, _)| !o.is_empty())
-            .collect();
         VjpCtx {
             b,
             inf,
@@ -50,14 +46,15 @@ impl<'a> VjpCtx<'a> {
             node_index: 0,
             replaced: vec![],
             tuning,
-            producers,
+            forward: &forward.node,
+            producers: forward.producers(),
             absorbed: vec![],
         }
     }
 
     /// The forward node that computes `v` (None for graph inputs and initializers).
     pub fn producer(&self, v: &str) -> Option<&'a NodeProto> {
-        self.producers.get(v).copied()
+        self.producers.get(v).map(|&i| &self.forward[i])
     }
 
     /// Input `k` of the node being differentiated gets no gradient from this node: the rule

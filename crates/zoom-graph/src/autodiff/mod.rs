@@ -253,7 +253,7 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
         GraphBuilder::extending(graph, opset),
         &inf,
         spec.tuning,
-        &graph.node,
+        graph,
     );
     for n in grad_in.iter().chain(&grad_out) {
         ctx.b.reserve(n)?;
@@ -548,14 +548,7 @@ mod tests {
             .pop()
             .unwrap();
         b.output_typed(&y, "y", DataType::FLOAT, Some(&[Dim::from(2)]));
-        let e = build_vjp(
-            &b.build().unwrap(),
-            &VjpSpec {
-                wrt: vec!["x".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "x");
         assert!(
             e.to_string().contains("Fancy") && e.to_string().contains("com.example"),
             "{e}"
@@ -587,14 +580,7 @@ mod tests {
         );
         b.nodes.last_mut().unwrap().name = "choose".into();
         b.output_typed(&y, "y", DataType::FLOAT, Some(&[Dim::from(2)]));
-        let e = build_vjp(
-            &b.build().unwrap(),
-            &VjpSpec {
-                wrt: vec!["x".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "x");
         let msg = e.to_string();
         assert!(
             matches!(&e, Error::UnsupportedVariant { op_type, .. } if op_type == "If")

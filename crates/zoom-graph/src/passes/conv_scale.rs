@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
+use crate::model::NameGen;
 use crate::proto::ModelProto;
 use crate::shapes::infer;
 use crate::tensor::HostTensor;
@@ -32,12 +33,7 @@ pub fn fold_input_scales_into_convs(
     let inf = infer(model, limits.max_elems)?;
     let graph = model.graph_mut()?;
     let outputs: HashSet<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
-    let mut consumers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-    for (i, n) in graph.node.iter().enumerate() {
-        for (k, v) in n.input.iter().enumerate() {
-            consumers.entry(v.clone()).or_default().push((i, k));
-        }
-    }
+    let consumers = graph.consumers();
     // Weights are initializers too big for `infer` to decode eagerly; decode the ones needed
     // (not those a graph input can override).
     let inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
@@ -58,9 +54,7 @@ pub fn fold_input_scales_into_convs(
         }
         HostTensor::from_proto(t).ok()
     };
-    let mut names: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-    names.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
-    names.extend(graph.input.iter().map(|v| v.name.clone()));
+    let mut names = NameGen::for_graph(graph);
     // (consumer, new data input, new weight name, new weight)
     let mut rewrites: Vec<(usize, String, String, HostTensor)> = vec![];
     let mut claimed: HashSet<usize> = HashSet::new();
@@ -86,14 +80,16 @@ pub fn fold_input_scales_into_convs(
         let Some(scale) = channel_scale(d, &xs) else {
             continue;
         };
-        let Some(uses) = consumers.get(y) else {
+        let Some(uses) = consumers.get(y.as_str()) else {
             continue;
         };
         let mut planned = vec![];
-        for &(ci, slot) in uses {
+        for &ci in uses {
             let c = &graph.node[ci];
             let weight = c.input.get(1).and_then(|w| constant(w));
-            let ok = slot == 0
+            // y as the data input only (a node reading it twice is listed twice: refused too).
+            let as_data = c.input[0] == *y && !c.input[1..].contains(y);
+            let ok = as_data
                 && c.is_default_domain()
                 && matches!(c.op_type.as_str(), "Conv" | "ConvTranspose")
                 && !claimed.contains(&ci);
@@ -113,14 +109,7 @@ pub fn fold_input_scales_into_convs(
             continue;
         }
         for (ci, w) in planned {
-            let base = format!("{}_input_scaled", graph.node[ci].input[1]);
-            let mut name = base.clone();
-            let mut k = 1;
-            while names.contains(&name) {
-                name = format!("{base}_{k}");
-                k += 1;
-            }
-            names.insert(name.clone());
+            let name = names.fresh(&format!("{}_input_scaled", graph.node[ci].input[1]));
             claimed.insert(ci);
             rewrites.push((ci, x.clone(), name, w));
         }

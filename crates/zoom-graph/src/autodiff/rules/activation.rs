@@ -73,21 +73,50 @@ const F32_BIG: f32 = 1.701_411_8e38;
 fn relu_mask(ctx: &mut VjpCtx, y: &str, dt: DataType) -> Result<String> {
     let shape = ctx.shape(y)?;
     if ctx.tuning == Tuning::CpuFloat32 && dt == DataType::FLOAT && shape.len() == 4 {
-        let c = shape[1];
-        let w = ctx
-            .b
-            .constant_f32("relu_mask_scale", &[c, 1, 1, 1], &vec![F32_BIG; c]);
-        let attrs = vec![
-            attrs::int("group", c as i64),
-            attrs::ints("kernel_shape", &[1, 1]),
-        ];
-        let scaled = ctx.b.op("Conv", &[y, &w], attrs);
-        let hard = vec![attrs::float("alpha", F32_BIG), attrs::float("beta", 0.0)];
-        return Ok(ctx.b.op("HardSigmoid", &[&scaled], hard));
+        return Ok(blocked_step(
+            ctx,
+            y,
+            shape[1],
+            "relu_mask",
+            (F32_BIG, None),
+            F32_BIG,
+        ));
     }
     let zero = ctx.scalar(0.0, dt);
     let pos = ctx.b.op("Greater", &[y, &zero], vec![]);
     Ok(ctx.b.cast(&pos, dt))
+}
+
+/// 𝟙(scale·v + shift > 0) for an NCHW float32 `v` with `c` channels: HardSigmoid(α, β = 0) of
+/// a per-channel 1×1 Conv by (scale, shift), which ONNX Runtime's CPU provider fuses and runs in
+/// its blocked layout. Exact when scale and α are powers of two large enough that every nonzero
+/// value of scale·v + shift, times α, is at least 1 (the callers' documents say why theirs are).
+fn blocked_step(
+    ctx: &mut VjpCtx,
+    v: &str,
+    c: usize,
+    hint: &str,
+    (scale, shift): (f32, Option<f32>),
+    alpha: f32,
+) -> String {
+    let w = ctx
+        .b
+        .constant_f32(&format!("{hint}_scale"), &[c, 1, 1, 1], &vec![scale; c]);
+    let mut inputs = vec![v.to_string(), w];
+    if let Some(shift) = shift {
+        let b = ctx
+            .b
+            .constant_f32(&format!("{hint}_shift"), &[c], &vec![shift; c]);
+        inputs.push(b);
+    }
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let attrs = vec![
+        attrs::int("group", c as i64),
+        attrs::ints("kernel_shape", &[1, 1]),
+    ];
+    let z = ctx.b.op("Conv", &refs, attrs);
+    let hard = vec![attrs::float("alpha", alpha), attrs::float("beta", 0.0)];
+    ctx.b.op("HardSigmoid", &[&z], hard)
 }
 
 fn activation(
@@ -348,21 +377,8 @@ fn blocked_clip_mask(ctx: &mut VjpCtx, n: &NodeProto) -> Result<Option<String>> 
     let mut masks = vec![];
     for (sign, shift) in [(1.0, lo.map(|v| -v)), (-1.0, hi)] {
         let Some(shift) = shift else { continue };
-        let w = ctx.b.constant_f32(
-            "clip_mask_scale",
-            &[c, 1, 1, 1],
-            &vec![(sign * step) as f32; c],
-        );
-        let b = ctx
-            .b
-            .constant_f32("clip_mask_shift", &[c], &vec![(shift * step) as f32; c]);
-        let attrs = vec![
-            attrs::int("group", c as i64),
-            attrs::ints("kernel_shape", &[1, 1]),
-        ];
-        let z = ctx.b.op("Conv", &[y, &w, &b], attrs);
-        let hard = vec![attrs::float("alpha", F32_STEP), attrs::float("beta", 0.0)];
-        masks.push(ctx.b.op("HardSigmoid", &[&z], hard));
+        let affine = ((sign * step) as f32, Some((shift * step) as f32));
+        masks.push(blocked_step(ctx, y, c, "clip_mask", affine, F32_STEP));
     }
     Ok(match masks.as_slice() {
         [m] => Some(m.clone()),

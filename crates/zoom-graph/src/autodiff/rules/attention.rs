@@ -286,7 +286,7 @@ mod tests {
             vec![attrs::int("future_mode", 1)],
         );
         b.output(&y, "y");
-        let e = crate::testutil::vjp_error(&b.build().unwrap(), "q");
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "q").to_string();
         assert!(e.contains("Attention") && e.contains("future_mode"), "{e}");
     }
 

@@ -961,7 +961,7 @@ mod tests {
             ],
         );
         b.output(&y, "y");
-        let e = crate::testutil::vjp_error(&b.build().unwrap(), "x");
+        let e = crate::testutil::vjp_error(&b.build().unwrap(), "x").to_string();
         assert!(
             e.contains("Resize") && e.contains("roi") && e.contains("boxes"),
             "{e}"
