@@ -90,15 +90,20 @@ impl<'a> VjpCtx<'a> {
         self.inf.consts.get(v)
     }
 
-    /// Integer value of a constant input (axes, pads, …), with an error naming the node if it
-    /// is not constant.
-    pub fn const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Vec<i64>> {
+    /// Value of a constant input (axes, pads, roi, …), with an error naming the node if it is
+    /// not constant.
+    pub fn const_input(&self, node: &NodeProto, input: usize, what: &str) -> Result<&HostTensor> {
         let name = node.input_req(input)?;
-        self.const_value(name).map(|t| t.to_i64s()).ok_or_else(|| {
+        self.const_value(name).ok_or_else(|| {
             node.unsupported(format!(
                 "{what} (input {input}, \"{name}\") is not a constant"
             ))
         })
+    }
+
+    /// Integer value of a constant input, as [`VjpCtx::const_input`].
+    pub fn const_ints(&self, node: &NodeProto, input: usize, what: &str) -> Result<Vec<i64>> {
+        self.const_input(node, input, what).map(HostTensor::to_i64s)
     }
 
     /// Optional constant integer input: `Ok(None)` if the input is omitted.

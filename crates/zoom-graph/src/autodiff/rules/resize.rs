@@ -302,10 +302,7 @@ fn resize(
         let name = n
             .input_opt(1)
             .ok_or_else(|| n.unsupported("tf_crop_and_resize without a roi input (input 1)"))?;
-        let v = ctx
-            .const_value(name)
-            .map(|t| t.to_f64s())
-            .ok_or_else(|| n.unsupported(format!("roi (input 1, \"{name}\") is not a constant")))?;
+        let v = ctx.const_input(n, 1, "roi")?.to_f64s();
         if v.len() != 2 * axes.len() {
             return Err(n.unsupported(format!(
                 "roi (input 1, \"{name}\") has {} values; expected {} (start and end for each of {} axes)",
