@@ -81,6 +81,9 @@ fn mul(
     if let Some(out) = silu(ctx, n, &g, need) {
         return Ok(out);
     }
+    if let Some(out) = clip_gate(ctx, n, &g, need)? {
+        return Ok(out);
+    }
     let (a, b, y) = (&n.input[0], &n.input[1], &n.output[0]);
     let mut out = vec![None, None];
     if need[0] {
@@ -120,6 +123,85 @@ fn silu(ctx: &mut VjpCtx, n: &NodeProto, g: &str, need: &[bool]) -> Option<Vec<O
         return Some(out);
     }
     None
+}
+
+/// y = a·Clip(s + β) where a and s are the same value up to constant factors (a = k·h,
+/// s = α·h, either factor possibly absent): hard-swish as TensorFlow, Keras and PaddlePaddle
+/// exports spell it (`h·relu6(h + 3)/6`, `(h/6)·relu6(h + 3)`, `h·clip(h/6 + ½, 0, 1)`), and
+/// selfie's and PaddleOCR's mobile networks are full of it. With m = 𝟙(s + β inside the
+/// bounds), dy/dh = k·(r + s·m) for r = Clip(s + β), so a receives g·(r + s·m) and its own
+/// Mul (if any) applies k: five passes over the activation against seven rule by rule (two
+/// products with g, a scaling, the mask and its product, and the sum of the two paths). The
+/// Clip gets no cotangent from this Mul (`absorb_input`); other readers of r, s + β or s
+/// still send theirs. The mask is the Clip rule's own: r = s + β exactly where Clip passes
+/// its input through.
+fn clip_gate(
+    ctx: &mut VjpCtx,
+    n: &NodeProto,
+    g: &str,
+    need: &[bool],
+) -> Result<Option<Vec<Option<String>>>> {
+    let y = &n.output[0];
+    for (ai, ri) in [(0, 1), (1, 0)] {
+        let (a, r) = (&n.input[ai], &n.input[ri]);
+        if !need[ai] {
+            continue;
+        }
+        let Some(clip) = ctx.producer(r).filter(|p| {
+            p.op_type == "Clip"
+                && p.is_default_domain()
+                && (1..p.input.len())
+                    .all(|i| p.input_opt(i).is_none_or(|v| ctx.const_value(v).is_some()))
+        }) else {
+            continue;
+        };
+        let t = &clip.input[0];
+        let Some(s) = ctx
+            .producer(t)
+            .filter(|p| p.op_type == "Add" && p.is_default_domain())
+            .and_then(|p| non_constant_operand(ctx, p))
+        else {
+            continue;
+        };
+        let same_shape = [a, r, t, s]
+            .iter()
+            .all(|v| ctx.shape(v).ok() == ctx.shape(y).ok());
+        if !same_shape || scaled_base(ctx, a) != scaled_base(ctx, s) {
+            continue;
+        }
+        let dt = ctx.dtype(y)?;
+        let inside = ctx.b.op("Equal", &[r, t], vec![]);
+        let m = ctx.b.cast(&inside, dt);
+        let sm = ctx.b.mul(s, &m);
+        let f = ctx.b.add(r, &sm);
+        let mut out = vec![None, None];
+        out[ai] = Some(ctx.b.mul(g, &f));
+        ctx.absorb_input(ri);
+        return Ok(Some(out));
+    }
+    Ok(None)
+}
+
+/// The one non-constant operand of a binary node whose other operand is a constant.
+fn non_constant_operand<'p>(ctx: &VjpCtx, p: &'p NodeProto) -> Option<&'p str> {
+    match (p.input.first(), p.input.get(1)) {
+        (Some(u), Some(v)) if ctx.const_value(v).is_some() && ctx.const_value(u).is_none() => {
+            Some(u)
+        }
+        (Some(u), Some(v)) if ctx.const_value(u).is_some() && ctx.const_value(v).is_none() => {
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
+/// `h` if `v` is `h` times a constant of no larger shape (so v = k·h elementwise), else `v`.
+fn scaled_base<'v>(ctx: &'v VjpCtx, v: &'v str) -> &'v str {
+    ctx.producer(v)
+        .filter(|p| p.op_type == "Mul" && p.is_default_domain())
+        .and_then(|p| non_constant_operand(ctx, p))
+        .filter(|h| ctx.shape(h).ok() == ctx.shape(v).ok())
+        .unwrap_or(v)
 }
 
 fn div(
@@ -448,6 +530,105 @@ mod tests {
                 b.output(&s, "s");
             }),
         ]);
+    }
+
+    /// Hard-swish as exporters spell it: the three factorings, the Clip's output or input also
+    /// read elsewhere, and a gate whose scale is not a constant (no pattern: rule by rule).
+    #[test]
+    fn clip_gated_products_are_differentiated_as_one_function() {
+        // selfie's exported constant, not 1/6.
+        const K: f64 = 0.16662598;
+        fn relu6_of_plus3(b: &mut GraphBuilder, dt: DataType, h: &str) -> (String, String) {
+            let three = b.scalar(dt, 3.0);
+            let t = b.op("Add", &[h, &three], vec![]);
+            let (lo, hi) = (b.scalar(dt, 0.0), b.scalar(dt, 6.0));
+            let r = b.op("Clip", &[&t, &lo, &hi], vec![]);
+            (t, r)
+        }
+        let input = |b: &mut GraphBuilder, dt| b.input("h", dt, &[Dim::Fixed(3), Dim::Fixed(8)]);
+        // ±[0.2, 5]: both sides of both kinks at ±3.
+        let values = Inputs::away_from_zero().range(0.2, 5.0);
+        run_cases(vec![
+            Case::graph("hard-swish (k·h)·relu6(h + 3)", 17, move |b, dt| {
+                let h = input(b, dt);
+                let k = b.scalar(dt, K);
+                let a = b.op("Mul", &[&k, &h], vec![]);
+                let (_, r) = relu6_of_plus3(b, dt, &h);
+                let y = b.op("Mul", &[&a, &r], vec![]);
+                b.output(&y, "y");
+            })
+            .values(values),
+            Case::graph("hard-swish relu6(h + 3)·h/6", 17, move |b, dt| {
+                let h = input(b, dt);
+                let (_, r) = relu6_of_plus3(b, dt, &h);
+                let p = b.op("Mul", &[&r, &h], vec![]);
+                let six = b.scalar(dt, 6.0);
+                let y = b.op("Div", &[&p, &six], vec![]);
+                b.output(&y, "y");
+            })
+            .values(values),
+            Case::graph("hard-swish h·clip(h/6 + 1/2, 0, 1)", 17, move |b, dt| {
+                let h = input(b, dt);
+                let k = b.scalar(dt, 1.0 / 6.0);
+                let s = b.op("Mul", &[&h, &k], vec![]);
+                let half = b.scalar(dt, 0.5);
+                let t = b.op("Add", &[&half, &s], vec![]);
+                let (lo, hi) = (b.scalar(dt, 0.0), b.scalar(dt, 1.0));
+                let r = b.op("Clip", &[&t, &lo, &hi], vec![]);
+                let y = b.op("Mul", &[&h, &r], vec![]);
+                b.output(&y, "y");
+            })
+            .values(values),
+            Case::graph(
+                "hard-swish with its gate and pre-gate read again",
+                17,
+                move |b, dt| {
+                    let h = input(b, dt);
+                    let (t, r) = relu6_of_plus3(b, dt, &h);
+                    let y = b.op("Mul", &[&h, &r], vec![]);
+                    let z = b.op("Mul", &[&y, &r], vec![]);
+                    b.output(&z, "z");
+                    b.output(&t, "t");
+                },
+            )
+            .values(values),
+            Case::graph("clip gate with a non-constant scale", 17, move |b, dt| {
+                let h = input(b, dt);
+                let k = b.input("k", dt, &[Dim::Fixed(3), Dim::Fixed(8)]);
+                let a = b.op("Mul", &[&k, &h], vec![]);
+                let (_, r) = relu6_of_plus3(b, dt, &h);
+                let y = b.op("Mul", &[&a, &r], vec![]);
+                b.output(&y, "y");
+            })
+            .values(values),
+        ]);
+    }
+
+    /// The pattern is taken: one mask, and four products besides the forward's two (g·(r + s·m)
+    /// and k·that) where rule by rule there are six.
+    #[test]
+    fn hard_swish_gradient_has_five_passes() {
+        use crate::testutil::vjp_wrt_inputs;
+        let mut b = GraphBuilder::new(17);
+        let dt = DataType::FLOAT;
+        let h = b.input("h", dt, &[Dim::Fixed(4)]);
+        let k = b.scalar(dt, 1.0 / 6.0);
+        let a = b.op("Mul", &[&h, &k], vec![]);
+        let three = b.scalar(dt, 3.0);
+        let t = b.op("Add", &[&h, &three], vec![]);
+        let (lo, hi) = (b.scalar(dt, 0.0), b.scalar(dt, 6.0));
+        let r = b.op("Clip", &[&t, &lo, &hi], vec![]);
+        let y = b.op("Mul", &[&a, &r], vec![]);
+        b.output(&y, "y");
+        let vjp = vjp_wrt_inputs(&b.build().unwrap());
+        let nodes = &vjp.graph_ref().unwrap().node;
+        let count = |op: &str| nodes.iter().filter(|n| n.op_type == op).count();
+        assert_eq!(
+            (count("Equal"), count("Mul"), count("Add")),
+            (1, 5, 2),
+            "{:?}",
+            nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>()
+        );
     }
 
     #[test]
