@@ -401,7 +401,10 @@ pub fn build_vjp(model: &ModelProto, spec: &VjpSpec) -> Result<(ModelProto, Vec<
     model.producer_version = env!("CARGO_PKG_VERSION").into();
     passes::optimize(&mut model)?;
     let limits = passes::FoldLimits::default();
-    if passes::conv_scale::fold_input_scales_into_convs(&mut model, &forward_values, limits)? {
+    let mut changed =
+        passes::conv_scale::fold_input_scales_into_convs(&mut model, &forward_values, limits)?;
+    changed |= passes::broadcast::read_unexpanded(&mut model, &forward_values, limits)?;
+    if changed {
         passes::optimize(&mut model)?;
     }
     Ok((model, warnings))

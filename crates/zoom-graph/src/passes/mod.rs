@@ -3,8 +3,10 @@
 //! Identity nodes) and dead-node elimination ([`dce`]). Together they keep the gradient graph
 //! from doing work that a forward pass would not (runtime transposes of weights, repeated
 //! shape arithmetic, duplicate masks). [`conv_scale`] then folds constant channel scales of the
-//! gradient into the weights of the convolutions that read them.
+//! gradient into the weights of the convolutions that read them, and [`broadcast`] lets
+//! broadcasting operators read small tensors that were expanded only for them.
 
+pub mod broadcast;
 pub mod conv_scale;
 pub mod cse;
 pub mod dce;

@@ -118,6 +118,17 @@ fn untile(ctx: &mut VjpCtx, v: &str, per_position: bool, p: &Pool) -> String {
     let (n, c) = (p.xs[0] as i64, p.xs[1] as i64);
     let k: Vec<i64> = p.geo.kernel.clone();
     let o: Vec<i64> = p.ys[2..].iter().map(|&d| d as i64).collect();
+    if !per_position && o.iter().all(|&d| d == 1) {
+        // One window over the whole input (squeeze-excite pools): a plain Expand, which
+        // `passes::broadcast` can then leave to the Add or Sum that reads it.
+        let mut full = vec![n, c];
+        full.extend(std::iter::repeat_n(1, sp));
+        let t = ctx.b.reshape(v, &full);
+        full.truncate(2);
+        full.extend(k.iter());
+        let t = ctx.b.expand(&t, &full);
+        return fit(ctx, &t, &k, p);
+    }
     // [N, C, k1..km, o1..om] -> [N, C, o1, k1, o2, k2, …]
     let mut shape = vec![n, c];
     shape.extend(if per_position { k.clone() } else { vec![1; sp] });
