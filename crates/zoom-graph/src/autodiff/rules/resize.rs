@@ -361,11 +361,28 @@ fn resize(
     todo.sort_by(|&a, &b| (ys[b] as f64 / xs[b] as f64).total_cmp(&(ys[a] as f64 / xs[a] as f64)));
     let mut cur = g;
     let mut shape: Vec<usize> = ys.clone();
-    for a in todo {
-        let taps = interp
+    let mut taps = HashMap::new();
+    for &a in &todo {
+        let t = interp
             .taps(xs[a], ys[a], scale[a], roi[a])
             .ok_or_else(|| n.unsupported(format!("Resize variant {interp:?}")))?;
-        cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &taps, dt);
+        taps.insert(a, t);
+    }
+    // A 2-D upsampling whose both axes are plain strided Convs: one Conv with the separable
+    // kernel (half the padding and layout conversions of two).
+    if let [a0, a1] = todo[..] {
+        let plan = |a: usize| StridedPlan::new(&shape, a, xs[a], &taps[&a], dt);
+        if let (Some(p0), Some(p1)) = (plan(a0), plan(a1)) {
+            if p0.is_pure() && p1.is_pure() {
+                let mut plans = [(a0, &p0), (a1, &p1)];
+                plans.sort_by_key(|(a, _)| *a);
+                todo.clear();
+                cur = conv_along(ctx, &cur, shape[1], &plans, dt);
+            }
+        }
+    }
+    for a in todo {
+        cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &taps[&a], dt);
     }
     let mut out = vec![None; n.input.len()];
     out[0] = Some(cur);
@@ -400,8 +417,8 @@ fn transpose_axis(
             return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
         }
     }
-    if let Some(d) = strided_conv(ctx, g, shape, axis, in_len, taps, dt) {
-        return d;
+    if let Some(plan) = StridedPlan::new(shape, axis, in_len, taps, dt) {
+        return strided_conv(ctx, g, shape, axis, &plan, dt);
     }
     // Moderate sizes: a dense interpolation matrix and one MatMul (fast GEMM kernels) beat a
     // gather of scattered elements.
@@ -531,108 +548,176 @@ fn matmul_along(
 /// near the borders, where the forward clamps or drops taps, differ from the pattern; their
 /// differences are applied as small MatMuls on the border columns of the cotangent. The kernel
 /// and differences are read off the exact taps, so any mode and coordinate transformation whose
-/// taps are periodic qualifies; others (align_corners, non-integer factors) return `None`.
-fn strided_conv(
-    ctx: &mut VjpCtx,
-    g: &str,
-    shape: &mut [usize],
-    axis: usize,
+/// taps are periodic qualifies; others (align_corners, non-integer factors) have no plan.
+struct StridedPlan {
+    f: usize,
+    /// Leading and trailing padding of the cotangent (`edge`: copies of its border values,
+    /// else zeros).
+    q: usize,
+    pe: usize,
+    edge: bool,
+    kernel: Vec<f64>,
     in_len: usize,
-    taps: &[Vec<(usize, f64)>],
-    dt: DataType,
-) -> Option<String> {
+    out_len: usize,
+    /// Rows the Conv yields (≥ in_len; the extra ones are cropped).
+    conv_len: usize,
+    /// (row, column, difference) for the border rows that break the pattern, each end.
+    head: Vec<(usize, usize, f64)>,
+    tail: Vec<(usize, usize, f64)>,
+}
+
+impl StridedPlan {
     /// Border rows (each end) and their columns that may differ from the periodic pattern.
     const MAX_BORDER_ROWS: usize = 8;
-    // ONNX Runtime's CPU Conv is float32 only (float16 graphs come from the float32 one).
-    if shape.len() != 4 || !(axis == 2 || axis == 3) || dt != DataType::FLOAT {
-        return None;
-    }
-    let out_len = taps.len();
-    if in_len < 2 * MAX_BORDER_ROWS + 2 || !out_len.is_multiple_of(in_len) || out_len == in_len {
-        return None;
-    }
-    let f = out_len / in_len;
-    let rows: Vec<HashMap<usize, f64>> = readers(taps, in_len)
-        .into_iter()
-        .map(|r| r.into_iter().collect())
-        .collect();
-    let reference = &rows[in_len / 2];
-    let lo = reference
-        .iter()
-        .filter(|e| *e.1 != 0.0)
-        .map(|e| *e.0)
-        .min()?;
-    let hi = reference
-        .iter()
-        .filter(|e| *e.1 != 0.0)
-        .map(|e| *e.0)
-        .max()?;
-    let q = (f * (in_len / 2)).checked_sub(lo)?;
-    let kernel: Vec<f64> = (lo..=hi)
-        .map(|o| reference.get(&o).copied().unwrap_or(0.0))
-        .collect();
-    let len = kernel.len();
-    // Differences below float32 resolution are rounding of the coordinates, not structure.
-    let tol = 1e-7 * kernel.iter().fold(0.0f64, |m, w| m.max(w.abs()));
-    // (row, column, difference) for the rows that break the pattern, when the Conv reads the
-    // cotangent padded with zeros or (`edge`) with copies of its border values.
-    let pattern_diffs = |edge: bool| {
-        let mut diffs: Vec<(usize, usize, f64)> = vec![];
-        for (i, row) in rows.iter().enumerate() {
-            let mut d = row.clone();
-            for (t, &k) in kernel.iter().enumerate() {
-                let o = (f * i + t) as i64 - q as i64;
-                if (0..out_len as i64).contains(&o) || edge {
-                    *d.entry(o.clamp(0, out_len as i64 - 1) as usize)
-                        .or_default() -= k;
-                }
-            }
-            diffs.extend(
-                d.into_iter()
-                    .filter(|e| e.1.abs() > tol)
-                    .map(|(o, w)| (i, o, w)),
-            );
+
+    fn new(
+        shape: &[usize],
+        axis: usize,
+        in_len: usize,
+        taps: &[Vec<(usize, f64)>],
+        dt: DataType,
+    ) -> Option<Self> {
+        // ONNX Runtime's CPU Conv is float32 only (float16 graphs come from the float32 one).
+        if shape.len() != 4 || !(axis == 2 || axis == 3) || dt != DataType::FLOAT {
+            return None;
         }
-        diffs
-    };
-    // Clamped coordinates (linear half_pixel) often make the border rows exactly an edge pad.
-    let edge = pattern_diffs(true).is_empty();
-    let diffs = if edge { vec![] } else { pattern_diffs(false) };
-    let (head, tail): (Vec<&(usize, usize, f64)>, Vec<_>) =
-        diffs.iter().partition(|d| d.0 < in_len / 2);
-    let head_rows = head.iter().map(|d| d.0 + 1).max().unwrap_or(0);
-    let tail_rows = tail.iter().map(|d| in_len - d.0).max().unwrap_or(0);
-    if head_rows > MAX_BORDER_ROWS || tail_rows > MAX_BORDER_ROWS {
-        return None;
-    }
-    let head_cols = head.iter().map(|d| d.1 + 1).max().unwrap_or(0);
-    let tail_cols = tail.iter().map(|d| out_len - d.1).max().unwrap_or(0);
-    let max_cols = f * (MAX_BORDER_ROWS + 1) + len;
-    if head_cols > max_cols || tail_cols > max_cols {
-        return None;
+        let out_len = taps.len();
+        let max_rows = Self::MAX_BORDER_ROWS;
+        if in_len < 2 * max_rows + 2 || !out_len.is_multiple_of(in_len) || out_len == in_len {
+            return None;
+        }
+        let f = out_len / in_len;
+        let rows: Vec<HashMap<usize, f64>> = readers(taps, in_len)
+            .into_iter()
+            .map(|r| r.into_iter().collect())
+            .collect();
+        let reference = &rows[in_len / 2];
+        let lo = reference
+            .iter()
+            .filter(|e| *e.1 != 0.0)
+            .map(|e| *e.0)
+            .min()?;
+        let hi = reference
+            .iter()
+            .filter(|e| *e.1 != 0.0)
+            .map(|e| *e.0)
+            .max()?;
+        let q = (f * (in_len / 2)).checked_sub(lo)?;
+        let kernel: Vec<f64> = (lo..=hi)
+            .map(|o| reference.get(&o).copied().unwrap_or(0.0))
+            .collect();
+        let len = kernel.len();
+        // Differences below float32 resolution are rounding of the coordinates, not structure.
+        let tol = 1e-7 * kernel.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        // (row, column, difference) for the rows that break the pattern, when the Conv reads
+        // the cotangent padded with zeros or (`edge`) with copies of its border values.
+        let pattern_diffs = |edge: bool| {
+            let mut diffs: Vec<(usize, usize, f64)> = vec![];
+            for (i, row) in rows.iter().enumerate() {
+                let mut d = row.clone();
+                for (t, &k) in kernel.iter().enumerate() {
+                    let o = (f * i + t) as i64 - q as i64;
+                    if (0..out_len as i64).contains(&o) || edge {
+                        *d.entry(o.clamp(0, out_len as i64 - 1) as usize)
+                            .or_default() -= k;
+                    }
+                }
+                diffs.extend(
+                    d.into_iter()
+                        .filter(|e| e.1.abs() > tol)
+                        .map(|(o, w)| (i, o, w)),
+                );
+            }
+            diffs
+        };
+        // Clamped coordinates (linear half_pixel) often make the border rows exactly an edge pad.
+        let edge = pattern_diffs(true).is_empty();
+        let diffs = if edge { vec![] } else { pattern_diffs(false) };
+        let (head, tail): (Vec<(usize, usize, f64)>, Vec<_>) =
+            diffs.into_iter().partition(|d| d.0 < in_len / 2);
+        let plan_rows = |part: &[(usize, usize, f64)], at_end: bool| {
+            let rows = part
+                .iter()
+                .map(|d| if at_end { in_len - d.0 } else { d.0 + 1 });
+            let cols = part
+                .iter()
+                .map(|d| if at_end { out_len - d.1 } else { d.1 + 1 });
+            (rows.max().unwrap_or(0), cols.max().unwrap_or(0))
+        };
+        let max_cols = f * (max_rows + 1) + len;
+        for (part, at_end) in [(&head, false), (&tail, true)] {
+            let (r, c) = plan_rows(part, at_end);
+            if r > max_rows || c > max_cols {
+                return None;
+            }
+        }
+        // Conv: output length ⌊(out + q + pe − len)/f⌋ + 1 must reach in_len.
+        let pe = (f * (in_len - 1) + len).saturating_sub(out_len + q);
+        let conv_len = (out_len + q + pe - len) / f + 1;
+        Some(StridedPlan {
+            f,
+            q,
+            pe,
+            edge,
+            kernel,
+            in_len,
+            out_len,
+            conv_len,
+            head,
+            tail,
+        })
     }
 
-    let c = shape[1];
-    let ax = axis as i64;
-    // Conv: output length ⌊(out + q + pe − len)/f⌋ + 1 must reach in_len.
-    let pe = (f * (in_len - 1) + len).saturating_sub(out_len + q);
-    let conv_len = (out_len + q + pe - len) / f + 1;
+    /// The Conv alone is the transposed interpolation (no border corrections).
+    fn is_pure(&self) -> bool {
+        self.head.is_empty() && self.tail.is_empty()
+    }
+}
+
+/// The depthwise strided Conv of `plans` (one per axis, 2 and/or 3) over `g`, with edge
+/// padding where a plan asks for it, cropped to the input's length. A separable kernel: one
+/// Conv does both axes of a 2-D upsampling, so ONNX Runtime pads and converts layouts once.
+fn conv_along(
+    ctx: &mut VjpCtx,
+    g: &str,
+    c: usize,
+    plans: &[(usize, &StridedPlan)],
+    dt: DataType,
+) -> String {
+    let (mut strides, mut kdims, mut pads, mut edge_pads) =
+        ([1i64, 1], [1i64, 1], [0i64; 4], [0i64; 8]);
+    let mut kernel = vec![1.0];
+    for &(axis, p) in plans {
+        // Outer product over the axes in order (axis 2 rows, axis 3 columns).
+        kernel = if axis == 2 {
+            p.kernel
+                .iter()
+                .flat_map(|a| kernel.iter().map(move |b| a * b))
+                .collect()
+        } else {
+            kernel
+                .iter()
+                .flat_map(|a| p.kernel.iter().map(move |b| a * b))
+                .collect()
+        };
+        strides[axis - 2] = p.f as i64;
+        kdims[axis - 2] = p.kernel.len() as i64;
+        if p.edge {
+            edge_pads[axis] = p.q as i64;
+            edge_pads[4 + axis] = p.pe as i64;
+        } else {
+            pads[axis - 2] = p.q as i64;
+            pads[axis] = p.pe as i64;
+        }
+    }
     let mut kshape = [c, 1, 1, 1];
-    kshape[axis] = len;
+    kshape[2] = kdims[0] as usize;
+    kshape[3] = kdims[1] as usize;
     let weights: Vec<f64> = (0..c).flat_map(|_| kernel.iter().copied()).collect();
     let w = ctx.b.constant_float("resize_kernel", dt, &kshape, &weights);
-    let (mut strides, mut kdims, mut pads) = ([1i64, 1], [1i64, 1], [0i64; 4]);
-    strides[axis - 2] = f as i64;
-    kdims[axis - 2] = len as i64;
-    pads[axis - 2] = q as i64;
-    pads[axis] = pe as i64;
     let padded;
-    let input = if edge && (q > 0 || pe > 0) {
-        let mut p = [0i64; 8];
-        p[axis] = q as i64;
-        p[4 + axis] = pe as i64;
-        padded = ctx.b.pad(g, &p, "edge");
-        pads = [0; 4];
+    let input = if edge_pads.iter().any(|&p| p > 0) {
+        padded = ctx.b.pad(g, &edge_pads, "edge");
         &padded
     } else {
         g
@@ -647,25 +732,59 @@ fn strided_conv(
             crate::attrs::ints("pads", &pads),
         ],
     );
-    if conv_len > in_len {
-        conv = ctx.b.slice(&conv, &[0], &[in_len as i64], &[ax], &[1]);
+    let crop: Vec<(usize, &StridedPlan)> = plans
+        .iter()
+        .copied()
+        .filter(|(_, p)| p.conv_len > p.in_len)
+        .collect();
+    if !crop.is_empty() {
+        let axes: Vec<i64> = crop.iter().map(|(a, _)| *a as i64).collect();
+        let ends: Vec<i64> = crop.iter().map(|(_, p)| p.in_len as i64).collect();
+        conv = ctx.b.slice(
+            &conv,
+            &vec![0; axes.len()],
+            &ends,
+            &axes,
+            &vec![1; axes.len()],
+        );
     }
+    conv
+}
+
+/// One axis by [`StridedPlan`]: the Conv, plus the border corrections as a [rows, cols]
+/// matrix on the border columns of the cotangent.
+fn strided_conv(
+    ctx: &mut VjpCtx,
+    g: &str,
+    shape: &mut [usize],
+    axis: usize,
+    plan: &StridedPlan,
+    dt: DataType,
+) -> String {
+    let conv = conv_along(ctx, g, shape[1], &[(axis, plan)], dt);
+    let (in_len, out_len, ax) = (plan.in_len, plan.out_len, axis as i64);
     let mut terms = vec![conv];
-    // Border corrections: the differences as a [rows, cols] matrix on the border columns.
-    for (part, rows_n, cols_n, at_end) in [
-        (&head, head_rows, head_cols, false),
-        (&tail, tail_rows, tail_cols, true),
-    ] {
+    for (part, at_end) in [(&plan.head, false), (&plan.tail, true)] {
         if part.is_empty() {
             continue;
         }
+        let rows_n = part
+            .iter()
+            .map(|d| if at_end { in_len - d.0 } else { d.0 + 1 })
+            .max()
+            .unwrap_or(0);
+        let cols_n = part
+            .iter()
+            .map(|d| if at_end { out_len - d.1 } else { d.1 + 1 })
+            .max()
+            .unwrap_or(0);
         let (row0, col0) = if at_end {
             (in_len - rows_n, out_len - cols_n)
         } else {
             (0, 0)
         };
         let mut m = vec![0.0; rows_n * cols_n];
-        for &&(i, o, d) in part.iter() {
+        for &(i, o, d) in part.iter() {
             m[(i - row0) * cols_n + (o - col0)] += d;
         }
         let cols = ctx
@@ -678,7 +797,7 @@ fn strided_conv(
         terms.push(ctx.b.pad(&corr, &p, "constant"));
     }
     shape[axis] = in_len;
-    Some(ctx.sum(&terms))
+    ctx.sum(&terms)
 }
 
 #[cfg(test)]
@@ -966,7 +1085,7 @@ mod tests {
     }
 
     /// Bilinear 2× upsampling, the common case in segmentation nets, must take the strided-Conv
-    /// route: the dense matrix grows with the square of the size.
+    /// route (the dense matrix grows with the square of the size), both axes in one Conv.
     #[test]
     fn bilinear_upsampling_gradient_is_a_strided_conv() {
         use crate::builder::GraphBuilder;
@@ -992,7 +1111,17 @@ mod tests {
             .iter()
             .map(|n| n.op_type.as_str())
             .collect();
-        assert_eq!(ops.iter().filter(|&&o| o == "Conv").count(), 2, "{ops:?}");
+        // Both axes in one Conv with the separable kernel.
+        assert_eq!(ops.iter().filter(|&&o| o == "Conv").count(), 1, "{ops:?}");
+        let conv = vjp
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .find(|n| n.op_type == "Conv");
+        let kernel: Vec<i64> = conv.unwrap().attr_or("kernel_shape", vec![]).unwrap();
+        assert_eq!(kernel, [4, 4]);
         // Only the small border corrections remain as MatMuls (at most a few rows each).
         for t in &vjp.graph.as_ref().unwrap().initializer {
             assert!(
