@@ -368,11 +368,13 @@ fn resize(
             .ok_or_else(|| n.unsupported(format!("Resize variant {interp:?}")))?;
         taps.insert(a, t);
     }
-    // A 2-D upsampling whose both axes are plain strided Convs: one Conv with the separable
-    // kernel (half the padding and layout conversions of two).
+    // A 2-D upsampling whose both axes are plain strided Convs (nearest's block sums stay as
+    // they are): one Conv with the separable kernel, half the padding and layout conversions.
     if let [a0, a1] = todo[..] {
+        let block_copy = |a: usize| block_copy_factor(&taps[&a], xs[a]).is_some();
         let plan = |a: usize| StridedPlan::new(&shape, a, xs[a], &taps[&a], dt);
-        if let (Some(p0), Some(p1)) = (plan(a0), plan(a1)) {
+        let plans = (!block_copy(a0) && !block_copy(a1)).then(|| (plan(a0), plan(a1)));
+        if let Some((Some(p0), Some(p1))) = plans {
             if p0.is_pure() && p1.is_pure() {
                 let mut plans = [(a0, &p0), (a1, &p1)];
                 plans.sort_by_key(|(a, _)| *a);
@@ -389,6 +391,15 @@ fn resize(
     Ok(out)
 }
 
+/// The factor f of an upsampling that copies each input element to f consecutive outputs
+/// (nearest, integer factor), whose transpose is a block sum.
+fn block_copy_factor(taps: &[Vec<(usize, f64)>], in_len: usize) -> Option<usize> {
+    let out_len = taps.len();
+    let f = out_len / in_len;
+    let copies = |(o, t): (usize, &Vec<(usize, f64)>)| t.len() == 1 && t[0] == (o / f, 1.0);
+    (out_len.is_multiple_of(in_len) && taps.iter().enumerate().all(copies)).then_some(f)
+}
+
 /// Apply the transpose of the per-axis interpolation `taps` (out → in) along `axis`.
 fn transpose_axis(
     ctx: &mut VjpCtx,
@@ -402,20 +413,13 @@ fn transpose_axis(
     let r = shape.len();
     let out_len = taps.len();
     // Integer-factor block copy (nearest upsampling): transpose = block sum.
-    if out_len.is_multiple_of(in_len) {
-        let f = out_len / in_len;
-        if taps
-            .iter()
-            .enumerate()
-            .all(|(o, t)| t.len() == 1 && t[0] == (o / f, 1.0))
-        {
-            let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            s[axis] = in_len as i64;
-            s.insert(axis + 1, f as i64);
-            let t = ctx.b.reshape(g, &s);
-            shape[axis] = in_len;
-            return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
-        }
+    if let Some(f) = block_copy_factor(taps, in_len) {
+        let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        s[axis] = in_len as i64;
+        s.insert(axis + 1, f as i64);
+        let t = ctx.b.reshape(g, &s);
+        shape[axis] = in_len;
+        return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
     }
     if let Some(plan) = StridedPlan::new(shape, axis, in_len, taps, dt) {
         return strided_conv(ctx, g, shape, axis, &plan, dt);
@@ -561,9 +565,12 @@ struct StridedPlan {
     out_len: usize,
     /// Rows the Conv yields (≥ in_len; the extra ones are cropped).
     conv_len: usize,
-    /// (row, column, difference) for the border rows that break the pattern, each end.
+    /// (row, column, difference) for the border rows that break the pattern, each end, and
+    /// how many rows and columns from that end they span.
     head: Vec<(usize, usize, f64)>,
     tail: Vec<(usize, usize, f64)>,
+    head_extent: (usize, usize),
+    tail_extent: (usize, usize),
 }
 
 impl StridedPlan {
@@ -635,7 +642,7 @@ impl StridedPlan {
         let diffs = if edge { vec![] } else { pattern_diffs(false) };
         let (head, tail): (Vec<(usize, usize, f64)>, Vec<_>) =
             diffs.into_iter().partition(|d| d.0 < in_len / 2);
-        let plan_rows = |part: &[(usize, usize, f64)], at_end: bool| {
+        let extent = |part: &[(usize, usize, f64)], at_end: bool| {
             let rows = part
                 .iter()
                 .map(|d| if at_end { in_len - d.0 } else { d.0 + 1 });
@@ -644,12 +651,13 @@ impl StridedPlan {
                 .map(|d| if at_end { out_len - d.1 } else { d.1 + 1 });
             (rows.max().unwrap_or(0), cols.max().unwrap_or(0))
         };
+        let (head_extent, tail_extent) = (extent(&head, false), extent(&tail, true));
         let max_cols = f * (max_rows + 1) + len;
-        for (part, at_end) in [(&head, false), (&tail, true)] {
-            let (r, c) = plan_rows(part, at_end);
-            if r > max_rows || c > max_cols {
-                return None;
-            }
+        if [head_extent, tail_extent]
+            .iter()
+            .any(|&(r, c)| r > max_rows || c > max_cols)
+        {
+            return None;
         }
         // Conv: output length ⌊(out + q + pe − len)/f⌋ + 1 must reach in_len.
         let pe = (f * (in_len - 1) + len).saturating_sub(out_len + q);
@@ -665,6 +673,8 @@ impl StridedPlan {
             conv_len,
             head,
             tail,
+            head_extent,
+            tail_extent,
         })
     }
 
@@ -764,20 +774,13 @@ fn strided_conv(
     let conv = conv_along(ctx, g, shape[1], &[(axis, plan)], dt);
     let (in_len, out_len, ax) = (plan.in_len, plan.out_len, axis as i64);
     let mut terms = vec![conv];
-    for (part, at_end) in [(&plan.head, false), (&plan.tail, true)] {
+    for (part, (rows_n, cols_n), at_end) in [
+        (&plan.head, plan.head_extent, false),
+        (&plan.tail, plan.tail_extent, true),
+    ] {
         if part.is_empty() {
             continue;
         }
-        let rows_n = part
-            .iter()
-            .map(|d| if at_end { in_len - d.0 } else { d.0 + 1 })
-            .max()
-            .unwrap_or(0);
-        let cols_n = part
-            .iter()
-            .map(|d| if at_end { out_len - d.1 } else { d.1 + 1 })
-            .max()
-            .unwrap_or(0);
         let (row0, col0) = if at_end {
             (in_len - rows_n, out_len - cols_n)
         } else {
@@ -1103,27 +1106,15 @@ mod tests {
         );
         b.output(&y, "y");
         let vjp = vjp_wrt_inputs(&b.build().unwrap());
-        let ops: Vec<&str> = vjp
-            .graph
-            .as_ref()
-            .unwrap()
-            .node
-            .iter()
-            .map(|n| n.op_type.as_str())
-            .collect();
+        let graph = vjp.graph.as_ref().unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         // Both axes in one Conv with the separable kernel.
         assert_eq!(ops.iter().filter(|&&o| o == "Conv").count(), 1, "{ops:?}");
-        let conv = vjp
-            .graph
-            .as_ref()
-            .unwrap()
-            .node
-            .iter()
-            .find(|n| n.op_type == "Conv");
+        let conv = graph.node.iter().find(|n| n.op_type == "Conv");
         let kernel: Vec<i64> = conv.unwrap().attr_or("kernel_shape", vec![]).unwrap();
         assert_eq!(kernel, [4, 4]);
         // Only the small border corrections remain as MatMuls (at most a few rows each).
-        for t in &vjp.graph.as_ref().unwrap().initializer {
+        for t in &graph.initializer {
             assert!(
                 t.dims.iter().product::<i64>() < 64 * 16,
                 "{}: {:?}",
