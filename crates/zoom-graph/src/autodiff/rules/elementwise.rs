@@ -13,8 +13,10 @@
 use super::{grads, need_any};
 use crate::autodiff::ctx::VjpCtx;
 use crate::autodiff::registry::Registry;
+use crate::autodiff::Tuning;
 use crate::error::Result;
 use crate::proto::NodeProto;
+use crate::DataType;
 
 pub(crate) fn register(r: &mut Registry) {
     r.add("Add", add_sub);
@@ -113,8 +115,7 @@ fn silu(ctx: &mut VjpCtx, n: &NodeProto, g: &str, need: &[bool]) -> Option<Vec<O
             continue;
         }
         let dt = ctx.dtype(x).ok()?;
-        let one = ctx.scalar(1.0, dt);
-        let d = ctx.b.sub(&one, s);
+        let d = one_minus(ctx, s, dt);
         let d = ctx.b.mul(y, &d);
         let d = ctx.b.add(s, &d);
         let mut out = vec![None, None];
@@ -202,6 +203,29 @@ fn scaled_base<'v>(ctx: &'v VjpCtx, v: &'v str) -> &'v str {
         .and_then(|p| non_constant_operand(ctx, p))
         .filter(|h| ctx.shape(h).ok() == ctx.shape(v).ok())
         .unwrap_or(v)
+}
+
+/// 1 − v. Under the CPU tuning, for an NCHW float32 `v`, as a per-channel 1×1 Conv (weight −1,
+/// bias 1; the same single rounding as the subtraction): ONNX Runtime has blocked kernels for
+/// Conv, Mul and Add but not for Sub, so the SiLU derivative s + y·(1 − s) then stays in its
+/// blocked layout next to the convolutions around it, with no layout conversions of s, y, the
+/// cotangent or the result (EfficientNet and YOLO have one after nearly every convolution).
+fn one_minus(ctx: &mut VjpCtx, v: &str, dt: DataType) -> String {
+    let shape = ctx.shape(v).unwrap_or_default();
+    if ctx.tuning == Tuning::CpuFloat32 && dt == DataType::FLOAT && shape.len() == 4 {
+        let c = shape[1];
+        let w = ctx
+            .b
+            .constant_f32("one_minus_w", &[c, 1, 1, 1], &vec![-1.0; c]);
+        let b = ctx.b.constant_f32("one_minus_b", &[c], &vec![1.0; c]);
+        let attrs = vec![
+            crate::attrs::int("group", c as i64),
+            crate::attrs::ints("kernel_shape", &[1, 1]),
+        ];
+        return ctx.b.op("Conv", &[v, &w, &b], attrs);
+    }
+    let one = ctx.scalar(1.0, dt);
+    ctx.b.sub(&one, v)
 }
 
 fn div(
@@ -492,6 +516,7 @@ fn where_(
 #[cfg(test)]
 mod tests {
     use crate::autodiff::testing::{binary_case, run_cases, unary_case, Case, Inputs};
+    use crate::autodiff::Tuning;
     use crate::{DataType, Dim, GraphBuilder};
 
     /// x·Sigmoid(x), differentiated as one SiLU, in either operand order, and with the Sigmoid
@@ -529,6 +554,15 @@ mod tests {
                 b.output(&y, "y");
                 b.output(&s, "s");
             }),
+            // NCHW float32 under the CPU tuning: 1 − s as a per-channel 1×1 Conv.
+            Case::graph("SiLU of NCHW, CPU tuning", 17, move |b, dt| {
+                let x = b.input("x", dt, &[2, 3, 4, 5].map(Dim::Fixed));
+                let s = b.op("Sigmoid", &[&x], vec![]);
+                let y = b.op("Mul", &[&x, &s], vec![]);
+                b.output(&y, "y");
+            })
+            .tuned(Tuning::CpuFloat32)
+            .float_only(),
         ]);
     }
 
