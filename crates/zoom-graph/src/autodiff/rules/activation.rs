@@ -208,6 +208,7 @@ fn activation(
             let d = ctx.mask(&inside, &g, dt);
             return grads(vec![ctx.b.mul(&d, &a)]);
         }
+        "HardSwish" if blocked_after_conv(ctx, x)? => blocked_hard_swish_slope(ctx, x),
         "HardSwish" => {
             // x·h(x) with h = HardSigmoid(x; ⅙, ½): the slope is h + x/6 on (−3, 3), where h is
             // not clamped, and h (0 or 1) outside. As h + (x/6)·𝟙(−3 < x < 3) it needs no
@@ -329,6 +330,65 @@ fn prelu(
         out[1] = Some(ctx.unbroadcast_to(&t, y, slope)?);
     }
     Ok(out)
+}
+
+/// Whether `x` is an NCHW float32 Conv output in a graph for the CPU tuning: ONNX Runtime
+/// then holds it in its blocked layout, and a gradient written with its blocked operators
+/// (Conv with a fused activation or sum, Add, Mul) needs no layout conversions.
+fn blocked_after_conv(ctx: &VjpCtx, x: &str) -> Result<bool> {
+    let after_conv = ctx
+        .producer(x)
+        .is_some_and(|p| p.op_type == "Conv" && p.is_default_domain());
+    Ok(ctx.tuning == Tuning::CpuFloat32
+        && after_conv
+        && ctx.dtype(x)? == DataType::FLOAT
+        && ctx.shape(x)?.len() == 4)
+}
+
+/// HardSwish's slope from blocked operators only: clip(x/3 + ½, −½, 3/2) + ½·𝟙(x < −3) −
+/// ½·𝟙(x > 3), that is x/3 + ½ on [−3, 3] (PyTorch's values at ±3 too) and 0 or 1 outside.
+/// The clip is a per-channel 1×1 Conv with a fused Clip, each step a [`blocked_step`] (exact:
+/// x + 3 and x − 3 are exact near the bounds, and 2¹⁰⁰·2¹⁰⁰ lifts their smallest nonzero value
+/// past 1), and each ½-weighted step a 1×1 Conv whose sum with the rest ONNX Runtime fuses into
+/// it. Six blocked passes against about seven plain ones plus the conversions around them.
+fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> String {
+    let c = ctx.shape(x).map(|s| s[1]).unwrap_or(1);
+    let per_channel = |ctx: &mut VjpCtx, v: &str, hint: &str, w: f32, b: Option<f32>| {
+        let wt = ctx
+            .b
+            .constant_f32(&format!("{hint}_w"), &[c, 1, 1, 1], &vec![w; c]);
+        let mut inputs = vec![v.to_string(), wt];
+        if let Some(b) = b {
+            inputs.push(ctx.b.constant_f32(&format!("{hint}_b"), &[c], &vec![b; c]));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let attrs = vec![
+            attrs::int("group", c as i64),
+            attrs::ints("kernel_shape", &[1, 1]),
+        ];
+        ctx.b.op("Conv", &refs, attrs)
+    };
+    let line = per_channel(ctx, x, "hard_swish_slope", 1.0 / 3.0, Some(0.5));
+    let (lo, hi) = (
+        ctx.b.scalar(DataType::FLOAT, -0.5),
+        ctx.b.scalar(DataType::FLOAT, 1.5),
+    );
+    let mut slope = ctx.b.op("Clip", &[&line, &lo, &hi], vec![]);
+    let three = 3.0 * F32_STEP;
+    for (sign, weight) in [(-1.0f32, 0.5f32), (1.0, -0.5)] {
+        // 𝟙(−x − 3 > 0) and 𝟙(x − 3 > 0).
+        let step = blocked_step(
+            ctx,
+            x,
+            c,
+            "hard_swish_bound",
+            (sign * F32_STEP, Some(-three)),
+            F32_STEP,
+        );
+        let jump = per_channel(ctx, &step, "hard_swish_jump", weight, None);
+        slope = ctx.b.add(&jump, &slope);
+    }
+    slope
 }
 
 /// 2¹⁰⁰: scales any nonzero float32 difference past 1 (2⁻¹⁴⁹·2²⁰⁰) without overflowing a
@@ -677,6 +737,90 @@ mod tests {
                 "Clip({lo}, {hi}): (x, gradient) where the tuned mask is off: {wrong:?}"
             );
         }
+    }
+
+    /// HardSwish after a Conv under the CPU tuning gets its slope from blocked operators: it
+    /// must be x/3 + ½ on [−3, 3] (−½ and 3/2 exactly at the bounds, as PyTorch) and exactly 0
+    /// below, 1 above, next to the bounds, at the extremes and infinities too; in between the
+    /// float32 rounding of x/3 + ½ is all that may differ. Without the Conv: the portable slope.
+    #[test]
+    fn cpu_tuned_hard_swish_slope() {
+        use crate::autodiff::Tuning;
+        use crate::builder::GraphBuilder;
+        use crate::tensor::HostTensor;
+        use crate::testutil::{vjp_wrt_inputs_tuned, Rng, Runner};
+        use crate::{DataType, Dim};
+
+        let dt = DataType::FLOAT;
+        let c = 16usize;
+        let shape = [2usize, c, 5, 7];
+        let build = |after_conv: bool| {
+            let mut b = GraphBuilder::new(17);
+            let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+            let x = b.input("x", dt, &dims);
+            // A depthwise identity: no 0·inf from other channels.
+            let w = b.constant_f32("ones", &[c, 1, 1, 1], &vec![1.0; c]);
+            let z = if after_conv {
+                let a = vec![
+                    attrs::int("group", c as i64),
+                    attrs::ints("kernel_shape", &[1, 1]),
+                ];
+                b.op("Conv", &[&x, &w], a)
+            } else {
+                b.op("Identity", &[&x], vec![])
+            };
+            let y = b.op("HardSwish", &[&z], vec![]);
+            b.output(&y, "y");
+            vjp_wrt_inputs_tuned(&b.build().unwrap(), Tuning::CpuFloat32)
+        };
+        let blocked = |m: &crate::proto::ModelProto| {
+            let nodes = &m.graph_ref().unwrap().node;
+            !nodes.iter().any(|n| n.op_type == "Less")
+        };
+        assert!(
+            !blocked(&build(false)),
+            "HardSwish without a Conv got the blocked slope"
+        );
+        let tuned = build(true);
+        assert!(blocked(&tuned), "the blocked slope is not used");
+
+        let n: usize = shape.iter().product();
+        let mut rng = Rng::new(7);
+        let mut xs: Vec<f64> = (0..n).map(|_| rng.uniform(-5.0, 5.0)).collect();
+        let bounds = [-3.0f32, 3.0].map(|b| [b, b.next_down(), b.next_up()]);
+        let special: Vec<f64> = bounds
+            .iter()
+            .flatten()
+            .map(|&b| b as f64)
+            .chain(float32_extremes())
+            .collect();
+        xs[..special.len()].copy_from_slice(&special);
+        let gs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let xt = HostTensor::float(dt, shape.to_vec(), xs.clone());
+        let gt = HostTensor::float(dt, shape.to_vec(), gs.clone());
+        let got = Runner::new(&tuned)
+            .unwrap()
+            .run(&[("x", &xt), ("y_grad", &gt)])
+            .unwrap()["x_grad"]
+            .to_f64s();
+        let wrong: Vec<(f64, f64)> = (0..n)
+            .filter_map(|i| {
+                let (x, g) = (xs[i] as f32, gs[i] as f32);
+                let (slope, tol) = match x {
+                    x if x < -3.0 => (0.0, 0.0),
+                    x if x > 3.0 => (1.0, 0.0),
+                    -3.0 => (-0.5, 0.0),
+                    3.0 => (1.5, 0.0),
+                    x => (x / 3.0 + 0.5, 2.0 * f32::EPSILON),
+                };
+                let want = g * slope;
+                ((got[i] as f32 - want).abs() > tol * g.abs()).then_some((xs[i], got[i]))
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "(x, gradient) where the blocked slope is off: {wrong:?}"
+        );
     }
 
     /// The CPU-tuned Relu mask (1×1 Conv and HardSigmoid by 2¹²⁷) must give exactly the
