@@ -650,41 +650,71 @@ mod tests {
         ]
     }
 
+    /// The CPU-tuned VJP graph of `op(x, extra…)` on an NCHW float32 `x` of `shape`, with `x`
+    /// first through a depthwise identity 1×1 Conv (no 0·inf from other channels) when
+    /// `after_conv`, else through an Identity: the same values with or without a Conv in front.
+    fn tuned_after_identity(
+        shape: [usize; 4],
+        after_conv: bool,
+        op: &str,
+        extra: &[f64],
+    ) -> crate::proto::ModelProto {
+        use crate::autodiff::Tuning;
+        use crate::builder::GraphBuilder;
+        use crate::testutil::vjp_wrt_inputs_tuned;
+        use crate::{DataType, Dim};
+        let (dt, c) = (DataType::FLOAT, shape[1]);
+        let mut b = GraphBuilder::new(17);
+        let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
+        let x = b.input("x", dt, &dims);
+        let w = b.constant_f32("ones", &[c, 1, 1, 1], &vec![1.0; c]);
+        let z = if after_conv {
+            let a = vec![
+                attrs::int("group", c as i64),
+                attrs::ints("kernel_shape", &[1, 1]),
+            ];
+            b.op("Conv", &[&x, &w], a)
+        } else {
+            b.op("Identity", &[&x], vec![])
+        };
+        let mut inputs = vec![z];
+        inputs.extend(extra.iter().map(|&v| b.scalar(dt, v)));
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let y = b.op(op, &refs, vec![]);
+        b.output(&y, "y");
+        vjp_wrt_inputs_tuned(&b.build().unwrap(), Tuning::CpuFloat32)
+    }
+
+    /// `x_grad` of `vjp` at `xs` for the cotangent `gs` (float32, `shape`).
+    fn x_grad(
+        vjp: &crate::proto::ModelProto,
+        shape: [usize; 4],
+        xs: &[f64],
+        gs: &[f64],
+    ) -> Vec<f64> {
+        use crate::tensor::HostTensor;
+        use crate::testutil::Runner;
+        use crate::DataType;
+        let xt = HostTensor::float(DataType::FLOAT, shape.to_vec(), xs.to_vec());
+        let gt = HostTensor::float(DataType::FLOAT, shape.to_vec(), gs.to_vec());
+        Runner::new(vjp)
+            .unwrap()
+            .run(&[("x", &xt), ("y_grad", &gt)])
+            .unwrap()["x_grad"]
+            .to_f64s()
+    }
+
     /// The CPU-tuned mask of a Clip after a Conv (a ReLU6) must be exactly 𝟙(min < y < max):
     /// at and next to both bounds, at ±subnormals, the largest floats and infinities. The Conv
     /// in front is the identity, so y is the Clip of the fed values. A Clip that does not
     /// follow a Conv keeps the portable mask.
     #[test]
     fn cpu_tuned_clip_mask_is_exact() {
-        use crate::autodiff::Tuning;
-        use crate::builder::GraphBuilder;
-        use crate::tensor::HostTensor;
-        use crate::testutil::{vjp_wrt_inputs_tuned, Rng, Runner};
-        use crate::{DataType, Dim};
+        use crate::testutil::Rng;
 
-        let dt = DataType::FLOAT;
-        let c = 16usize;
-        let shape = [2usize, c, 5, 7];
+        let shape = [2usize, 16, 5, 7];
         let build = |after_conv: bool, lo: f32, hi: f32| {
-            let mut b = GraphBuilder::new(17);
-            let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
-            let x = b.input("x", dt, &dims);
-            // A depthwise identity: no 0·inf from other channels.
-            let w = b.constant_f32("ones", &[c, 1, 1, 1], &vec![1.0; c]);
-            let z = if after_conv {
-                let a = vec![
-                    attrs::int("group", c as i64),
-                    attrs::ints("kernel_shape", &[1, 1]),
-                ];
-                b.op("Conv", &[&x, &w], a)
-            } else {
-                b.op("Identity", &[&x], vec![])
-            };
-            let l = b.scalar(dt, lo as f64);
-            let h = b.scalar(dt, hi as f64);
-            let y = b.op("Clip", &[&z, &l, &h], vec![]);
-            b.output(&y, "y");
-            vjp_wrt_inputs_tuned(&b.build().unwrap(), Tuning::CpuFloat32)
+            tuned_after_identity(shape, after_conv, "Clip", &[lo as f64, hi as f64])
         };
         let uses_hard_sigmoid = |m: &crate::proto::ModelProto| {
             m.graph_ref()
@@ -716,13 +746,7 @@ mod tests {
             let special: Vec<f64> = bounds.into_iter().chain(float32_extremes()).collect();
             xs[..special.len()].copy_from_slice(&special);
             let gs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
-            let xt = HostTensor::float(dt, shape.to_vec(), xs.clone());
-            let gt = HostTensor::float(dt, shape.to_vec(), gs.clone());
-            let got = Runner::new(&tuned)
-                .unwrap()
-                .run(&[("x", &xt), ("y_grad", &gt)])
-                .unwrap()["x_grad"]
-                .to_f64s();
+            let got = x_grad(&tuned, shape, &xs, &gs);
             // Values compared as float32 (the sign of a zero gradient is immaterial).
             let wrong: Vec<(f64, f64)> = (0..n)
                 .filter_map(|i| {
@@ -745,34 +769,10 @@ mod tests {
     /// float32 rounding of x/3 + ½ is all that may differ. Without the Conv: the portable slope.
     #[test]
     fn cpu_tuned_hard_swish_slope() {
-        use crate::autodiff::Tuning;
-        use crate::builder::GraphBuilder;
-        use crate::tensor::HostTensor;
-        use crate::testutil::{vjp_wrt_inputs_tuned, Rng, Runner};
-        use crate::{DataType, Dim};
+        use crate::testutil::Rng;
 
-        let dt = DataType::FLOAT;
-        let c = 16usize;
-        let shape = [2usize, c, 5, 7];
-        let build = |after_conv: bool| {
-            let mut b = GraphBuilder::new(17);
-            let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d as i64)).collect();
-            let x = b.input("x", dt, &dims);
-            // A depthwise identity: no 0·inf from other channels.
-            let w = b.constant_f32("ones", &[c, 1, 1, 1], &vec![1.0; c]);
-            let z = if after_conv {
-                let a = vec![
-                    attrs::int("group", c as i64),
-                    attrs::ints("kernel_shape", &[1, 1]),
-                ];
-                b.op("Conv", &[&x, &w], a)
-            } else {
-                b.op("Identity", &[&x], vec![])
-            };
-            let y = b.op("HardSwish", &[&z], vec![]);
-            b.output(&y, "y");
-            vjp_wrt_inputs_tuned(&b.build().unwrap(), Tuning::CpuFloat32)
-        };
+        let shape = [2usize, 16, 5, 7];
+        let build = |after_conv: bool| tuned_after_identity(shape, after_conv, "HardSwish", &[]);
         let blocked = |m: &crate::proto::ModelProto| {
             let nodes = &m.graph_ref().unwrap().node;
             !nodes.iter().any(|n| n.op_type == "Less")
@@ -796,13 +796,7 @@ mod tests {
             .collect();
         xs[..special.len()].copy_from_slice(&special);
         let gs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
-        let xt = HostTensor::float(dt, shape.to_vec(), xs.clone());
-        let gt = HostTensor::float(dt, shape.to_vec(), gs.clone());
-        let got = Runner::new(&tuned)
-            .unwrap()
-            .run(&[("x", &xt), ("y_grad", &gt)])
-            .unwrap()["x_grad"]
-            .to_f64s();
+        let got = x_grad(&tuned, shape, &xs, &gs);
         let wrong: Vec<(f64, f64)> = (0..n)
             .filter_map(|i| {
                 let (x, g) = (xs[i] as f32, gs[i] as f32);
