@@ -10,7 +10,8 @@
 //!   left" chain in window order; the cotangents go back by zero-padding and a concatenation
 //!   of the stride phases. All in NHWC layout, so that no slice or pad works on small inner
 //!   blocks. Padding, dilation, ceil_mode, auto_pad and storage_order need nothing special;
-//!   1-D to 3-D pools alike. See `separable_max_pool`.
+//!   1-D to 3-D pools alike. See `separable_max_pool`. Under the CPU tuning (float32) each
+//!   axis's window maxima come from MaxPools instead of a Max over the sliced positions.
 //! - MaxPool whose model already uses the `Indices` output (opset 16+, row-major): the
 //!   cotangent is scatter-added at those indices (ScatterElements, reduction=add).
 //! - MaxPool of other element types (float16, …): as above at opset 16+ with overlapping
