@@ -20,7 +20,7 @@
 //! | Gelu (tanh) | g·(½(1+t) + ½x(1−t²)·√(2/π)(1+3·0.044715x²)), t = tanh(√(2/π)(x+0.044715x³)) |
 //! | Clip(min,max) | g·𝟙(min ≤ x ≤ max), tested as 𝟙(y = x) |
 
-use super::{dy0, grads};
+use super::{dy0, grads, per_channel_conv};
 use crate::attrs;
 use crate::autodiff::ctx::VjpCtx;
 use crate::autodiff::registry::Registry;
@@ -99,22 +99,9 @@ fn blocked_step(
     (scale, shift): (f32, Option<f32>),
     alpha: f32,
 ) -> String {
-    let w = ctx
-        .b
-        .constant_f32(&format!("{hint}_scale"), &[c, 1, 1, 1], &vec![scale; c]);
-    let mut inputs = vec![v.to_string(), w];
-    if let Some(shift) = shift {
-        let b = ctx
-            .b
-            .constant_f32(&format!("{hint}_shift"), &[c], &vec![shift; c]);
-        inputs.push(b);
-    }
-    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    let attrs = vec![
-        attrs::int("group", c as i64),
-        attrs::ints("kernel_shape", &[1, 1]),
-    ];
-    let z = ctx.b.op("Conv", &refs, attrs);
+    let (w_name, b_name) = (format!("{hint}_scale"), format!("{hint}_shift"));
+    let bias = shift.map(|b| (b_name.as_str(), b));
+    let z = per_channel_conv(ctx, v, c, (&w_name, scale), bias);
     let hard = vec![attrs::float("alpha", alpha), attrs::float("beta", 0.0)];
     ctx.b.op("HardSigmoid", &[&z], hard)
 }
@@ -353,22 +340,13 @@ fn blocked_after_conv(ctx: &VjpCtx, x: &str) -> Result<bool> {
 /// it. Six blocked passes against about seven plain ones plus the conversions around them.
 fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> String {
     let c = ctx.shape(x).map(|s| s[1]).unwrap_or(1);
-    let per_channel = |ctx: &mut VjpCtx, v: &str, hint: &str, w: f32, b: Option<f32>| {
-        let wt = ctx
-            .b
-            .constant_f32(&format!("{hint}_w"), &[c, 1, 1, 1], &vec![w; c]);
-        let mut inputs = vec![v.to_string(), wt];
-        if let Some(b) = b {
-            inputs.push(ctx.b.constant_f32(&format!("{hint}_b"), &[c], &vec![b; c]));
-        }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let attrs = vec![
-            attrs::int("group", c as i64),
-            attrs::ints("kernel_shape", &[1, 1]),
-        ];
-        ctx.b.op("Conv", &refs, attrs)
-    };
-    let line = per_channel(ctx, x, "hard_swish_slope", 1.0 / 3.0, Some(0.5));
+    let line = per_channel_conv(
+        ctx,
+        x,
+        c,
+        ("hard_swish_slope_w", 1.0 / 3.0),
+        Some(("hard_swish_slope_b", 0.5)),
+    );
     let (lo, hi) = (
         ctx.b.scalar(DataType::FLOAT, -0.5),
         ctx.b.scalar(DataType::FLOAT, 1.5),
@@ -385,7 +363,7 @@ fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> String {
             (sign * F32_STEP, Some(-three)),
             F32_STEP,
         );
-        let jump = per_channel(ctx, &step, "hard_swish_jump", weight, None);
+        let jump = per_channel_conv(ctx, &step, c, ("hard_swish_jump_w", weight), None);
         slope = ctx.b.add(&jump, &slope);
     }
     slope
@@ -405,18 +383,10 @@ const F32_STEP: f32 = 1.267_650_6e30;
 /// portable mask (y = x) gives 1. NaN gives a NaN mask.
 fn blocked_clip_mask(ctx: &mut VjpCtx, n: &NodeProto) -> Result<Option<String>> {
     let y = &n.output[0];
-    let shape = ctx.shape(y)?;
     // Only a Clip fed by a Conv gains: elsewhere (hard-swish's Clip(x + 3) in TFLite and
     // PaddlePaddle exports) y is plain NCHW already and the blocked masks cost a conversion
     // (PaddleOCR's classifier 3.84× → 4.25×; MobileNetV2's ReLU6 3.5× → 2.95×).
-    let after_conv = ctx
-        .producer(&n.input[0])
-        .is_some_and(|p| p.op_type == "Conv" && p.is_default_domain());
-    if ctx.tuning != Tuning::CpuFloat32
-        || !after_conv
-        || ctx.dtype(y)? != DataType::FLOAT
-        || shape.len() != 4
-    {
+    if !blocked_after_conv(ctx, &n.input[0])? {
         return Ok(None);
     }
     let bound = |k: usize| -> Option<Option<f64>> {
@@ -432,7 +402,7 @@ fn blocked_clip_mask(ctx: &mut VjpCtx, n: &NodeProto) -> Result<Option<String>> 
     let (Some(lo), Some(hi)) = (bound(1), bound(2)) else {
         return Ok(None);
     };
-    let c = shape[1];
+    let c = ctx.shape(y)?[1];
     let step = F32_STEP as f64;
     let mut masks = vec![];
     for (sign, shift) in [(1.0, lo.map(|v| -v)), (-1.0, hi)] {

@@ -10,7 +10,7 @@
 //! Sinh: g·cosh x · Cosh: g·sinh x · Min/Max: g to the (first) selected input ·
 //! Sum: g to each · Mean: g/n to each · Where: g to the chosen branch.
 
-use super::{grads, need_any};
+use super::{grads, need_any, per_channel_conv};
 use crate::autodiff::ctx::VjpCtx;
 use crate::autodiff::registry::Registry;
 use crate::autodiff::Tuning;
@@ -100,7 +100,7 @@ fn mul(
 }
 
 /// y = x·Sigmoid(x) (SiLU, as exporters spell it: EfficientNet, YOLO) differentiated as one
-/// function: dx = g·s·(1 + x − y) with s = Sigmoid(x), four passes over the activation. Rule
+/// function: dx = g·(s + y·(1 − s)) with s = Sigmoid(x), four passes over the activation. Rule
 /// by rule it is six (g·s, g·x, the Sigmoid's s·(1−s) and its product, and the sum of the two
 /// paths). The Sigmoid then gets no cotangent from this Mul (`absorb_input`); any other reader
 /// of s still sends it one.
@@ -213,16 +213,8 @@ fn scaled_base<'v>(ctx: &'v VjpCtx, v: &'v str) -> &'v str {
 fn one_minus(ctx: &mut VjpCtx, v: &str, dt: DataType) -> String {
     let shape = ctx.shape(v).unwrap_or_default();
     if ctx.tuning == Tuning::CpuFloat32 && dt == DataType::FLOAT && shape.len() == 4 {
-        let c = shape[1];
-        let w = ctx
-            .b
-            .constant_f32("one_minus_w", &[c, 1, 1, 1], &vec![-1.0; c]);
-        let b = ctx.b.constant_f32("one_minus_b", &[c], &vec![1.0; c]);
-        let attrs = vec![
-            crate::attrs::int("group", c as i64),
-            crate::attrs::ints("kernel_shape", &[1, 1]),
-        ];
-        return ctx.b.op("Conv", &[v, &w, &b], attrs);
+        let (w, b) = (("one_minus_w", -1.0), Some(("one_minus_b", 1.0)));
+        return per_channel_conv(ctx, v, shape[1], w, b);
     }
     let one = ctx.scalar(1.0, dt);
     ctx.b.sub(&one, v)

@@ -64,6 +64,30 @@ pub(crate) fn need_any(need: &[bool]) -> bool {
     need.iter().any(|&b| b)
 }
 
+/// w·v + b per channel of an NCHW tensor `v` with `c` channels (the same w and b for every
+/// channel), as a depthwise 1×1 Conv with constant weight (and bias, if given), each named by
+/// its hint: ONNX Runtime's CPU provider runs it, with an activation fused after it, in its
+/// blocked layout.
+pub(crate) fn per_channel_conv(
+    ctx: &mut super::ctx::VjpCtx,
+    v: &str,
+    c: usize,
+    (w_hint, w): (&str, f32),
+    bias: Option<(&str, f32)>,
+) -> String {
+    let mut inputs = vec![v.to_string()];
+    inputs.push(ctx.b.constant_f32(w_hint, &[c, 1, 1, 1], &vec![w; c]));
+    if let Some((b_hint, b)) = bias {
+        inputs.push(ctx.b.constant_f32(b_hint, &[c], &vec![b; c]));
+    }
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let attrs = vec![
+        crate::attrs::int("group", c as i64),
+        crate::attrs::ints("kernel_shape", &[1, 1]),
+    ];
+    ctx.b.op("Conv", &refs, attrs)
+}
+
 /// Normalise a possibly negative axis.
 pub(crate) fn norm_axis(n: &NodeProto, axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
