@@ -10,6 +10,7 @@
 //! ConvTranspose y = convᵀ(x, W): dx = Conv(g, W) with the same strides, dilations, group and
 //! the (resolved) pads of the transposed convolution.
 //! Bias: db = Σ g over batch and spatial axes. Weight gradients are not implemented (an error).
+//! `conv_data_gradient` also serves the pooling rules (a window sum is a depthwise Conv by ones).
 
 use super::dy0;
 use crate::attrs;
@@ -19,6 +20,7 @@ use crate::autodiff::Tuning;
 use crate::error::Result;
 use crate::proto::NodeProto;
 use crate::shapes::{conv_transpose_pads, ConvGeometry};
+use crate::DataType;
 
 pub(crate) fn register(r: &mut Registry) {
     r.add("Conv", conv);
@@ -46,13 +48,54 @@ fn conv(
     let xs = ctx.shape(x)?;
     let ws = ctx.shape(w)?;
     let ys = ctx.shape(y)?;
-    let sp = xs.len() - 2;
     let wk: Vec<i64> = ws[2..].iter().map(|&d| d as i64).collect();
-    let geo = ConvGeometry::read(n, sp, Some(wk))?;
+    let geo = ConvGeometry::read(n, xs.len() - 2, Some(wk))?;
+    let mut out = vec![None; n.input.len()];
+    if need[0] {
+        let conv = ConvAdjoint {
+            w,
+            ws: &ws,
+            geo: &geo,
+            group: n.attr_or::<i64>("group", 1)?,
+            xs: &xs,
+            ys: &ys,
+            dt: ctx.dtype(x)?,
+        };
+        out[0] = Some(conv_data_gradient(ctx, &g, &conv));
+    }
+    if need.get(2).copied().unwrap_or(false) {
+        out[2] = Some(bias_grad(ctx, &g, xs.len()));
+    }
+    Ok(out)
+}
+
+/// A convolution whose data gradient is wanted: its weight (a model constant, or one a rule
+/// built, such as a pooling window of ones), shapes and geometry.
+pub(super) struct ConvAdjoint<'a> {
+    pub w: &'a str,
+    pub ws: &'a [usize],
+    pub geo: &'a ConvGeometry,
+    pub group: i64,
+    pub xs: &'a [usize],
+    pub ys: &'a [usize],
+    pub dt: DataType,
+}
+
+/// dx for y = Conv(x, w) and the cotangent `g` of y, in the form that suits the geometry and
+/// the tuning (see the module doc).
+pub(super) fn conv_data_gradient(ctx: &mut VjpCtx, g: &str, c: &ConvAdjoint) -> String {
+    let ConvAdjoint {
+        w,
+        ws,
+        geo,
+        group,
+        xs,
+        ys,
+        ..
+    } = *c;
+    let sp = xs.len() - 2;
     let xsp: Vec<i64> = xs[2..].iter().map(|&d| d as i64).collect();
     let pads = geo.resolved_pads(&xsp);
-    let group = n.attr_or::<i64>("group", 1)?;
-    let mut out = vec![None; n.input.len()];
     // Stride 1: dx is a plain convolution of g with the flipped, in/out-swapped kernel. ONNX
     // Runtime's Conv kernels are much faster than its ConvTranspose, and the kernel transform
     // folds to a constant. Not when dx has few channels (a network's first layer: 1 or 3):
@@ -66,36 +109,34 @@ fn conv(
             (eff - 1 - pads[i].0, eff - 1 - pads[i].1)
         })
         .collect();
-    if need[0]
-        && !few_channels
+    if !few_channels
         && geo.strides.iter().all(|&s| s == 1)
         && flip_pads.iter().all(|p| p.0 >= 0 && p.1 >= 0)
     {
-        let wf = flipped_kernel(ctx, w, &ws, group as usize);
+        let wf = flipped_kernel(ctx, w, ws, group as usize);
         let pads_v: Vec<i64> = flip_pads
             .iter()
             .map(|p| p.0)
             .chain(flip_pads.iter().map(|p| p.1))
             .collect();
-        out[0] = Some(ctx.b.op(
+        ctx.b.op(
             "Conv",
-            &[&g, &wf],
+            &[g, &wf],
             vec![
                 attrs::ints("dilations", &geo.dilations),
                 attrs::ints("pads", &pads_v),
                 attrs::int("group", group),
                 attrs::ints("kernel_shape", &geo.kernel),
             ],
-        ));
-    } else if need[0]
-        && ctx.tuning == Tuning::CpuFloat32
-        && is_depthwise(&xs, &ws, group)
+        )
+    } else if ctx.tuning == Tuning::CpuFloat32
+        && is_depthwise(xs, ws, group)
         && geo.strides.iter().any(|&s| s > 1)
     {
         // (Stride 1 reaches here only with few channels or padding beyond the kernel reach;
         // a spread by 1 would be a plain copy, so those keep ConvTranspose.)
-        out[0] = Some(spread_depthwise(ctx, &g, w, &geo, &pads, &xsp, &ys)?);
-    } else if need[0] {
+        spread_depthwise(ctx, g, c, &pads)
+    } else {
         let mut out_pad = vec![];
         for i in 0..sp {
             let o = ys[2 + i] as i64;
@@ -118,12 +159,8 @@ fn conv(
         if out_pad.iter().any(|&p| p != 0) {
             a.push(attrs::ints("output_padding", &out_pad));
         }
-        out[0] = Some(ctx.b.op("ConvTranspose", &[&g, w], a));
+        ctx.b.op("ConvTranspose", &[g, w], a)
     }
-    if need.get(2).copied().unwrap_or(false) {
-        out[2] = Some(bias_grad(ctx, &g, xs.len()));
-    }
-    Ok(out)
 }
 
 /// One input and one output channel per group: a depthwise convolution.
@@ -144,30 +181,24 @@ fn is_depthwise(xs: &[usize], ws: &[usize], group: i64) -> bool {
 /// (u[o·s] = g[o], zero elsewhere, length (O−1)·s + 1). Substituting t = k−1−τ makes that a
 /// correlation of u, front-padded by (k−1)·d − p₀, with the flipped kernel; the back pad makes
 /// the output as long as x.
-fn spread_depthwise(
-    ctx: &mut VjpCtx,
-    g: &str,
-    w: &str,
-    geo: &ConvGeometry,
-    pads: &[(i64, i64)],
-    xsp: &[i64],
-    ys: &[usize],
-) -> Result<String> {
+fn spread_depthwise(ctx: &mut VjpCtx, g: &str, c: &ConvAdjoint, pads: &[(i64, i64)]) -> String {
+    let ConvAdjoint {
+        w, ws, geo, ys, dt, ..
+    } = *c;
+    let xsp: Vec<i64> = c.xs[2..].iter().map(|&d| d as i64).collect();
     let sp = xsp.len();
-    let ws = ctx.shape(w)?;
-    let c = ws[0];
-    let mut ones_shape = vec![c, 1];
+    let ch = ws[0];
+    let mut ones_shape = vec![ch, 1];
     ones_shape.extend(std::iter::repeat_n(1, sp));
-    let dt = ctx.dtype(w)?;
     let ones = ctx
         .b
-        .constant_float("spread_ones", dt, &ones_shape, &vec![1.0; c]);
+        .constant_float("spread_ones", dt, &ones_shape, &vec![1.0; ch]);
     let spread = ctx.b.op(
         "ConvTranspose",
         &[g, &ones],
         vec![
             attrs::ints("strides", &geo.strides),
-            attrs::int("group", c as i64),
+            attrs::int("group", ch as i64),
             attrs::ints("kernel_shape", &vec![1; sp]),
         ],
     );
@@ -183,24 +214,24 @@ fn spread_depthwise(
     // A front or back pad below zero (padding wider than the kernel reach) crops instead.
     let crop = front.iter().chain(&back).any(|&p| p < 0);
     let conv_pads: Vec<i64> = front.iter().chain(&back).map(|&p| p.max(0)).collect();
-    let wf = flipped_kernel(ctx, w, &ws, c);
+    let wf = flipped_kernel(ctx, w, ws, ch);
     let d = ctx.b.op(
         "Conv",
         &[&spread, &wf],
         vec![
             attrs::ints("dilations", &geo.dilations),
             attrs::ints("pads", &conv_pads),
-            attrs::int("group", c as i64),
+            attrs::int("group", ch as i64),
             attrs::ints("kernel_shape", &geo.kernel),
         ],
     );
     if !crop {
-        return Ok(d);
+        return d;
     }
     let starts: Vec<i64> = front.iter().map(|&p| (-p).max(0)).collect();
     let ends: Vec<i64> = (0..sp).map(|i| starts[i] + xsp[i]).collect();
     let axes: Vec<i64> = (2..2 + sp as i64).collect();
-    Ok(ctx.b.slice(&d, &starts, &ends, &axes, &vec![1; sp]))
+    ctx.b.slice(&d, &starts, &ends, &axes, &vec![1; sp])
 }
 
 /// W [M, C/g, k…] → W' [C, M/g, k…] with W'[c, m, κ] = W[m, c, k−1−κ] within each group.

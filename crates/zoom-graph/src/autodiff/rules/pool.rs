@@ -20,13 +20,15 @@
 //!   routes the cotangent there, and a grouped ConvTranspose with one-hot kernels (col2im), or
 //!   a reshape when windows tile, puts the K masked cotangents back.
 //! - AveragePool: the cotangent divided by each window's element count (with or without the
-//!   padding, as `count_include_pad` says, computed per output position) is spread back by a
-//!   grouped ConvTranspose with an all-ones kernel (or a reshape/expand when windows tile).
+//!   padding, as `count_include_pad` says, computed per output position) is spread back as the
+//!   data gradient of a depthwise Conv with an all-ones kernel, in the convolution rule's forms
+//!   (a stride-1 Conv, a zero spread and a Conv, or ConvTranspose), or a reshape/expand when
+//!   windows tile. LpPool spreads its scaled cotangent the same way.
 //! - GlobalAveragePool: g/(H·W) expanded. GlobalMaxPool: g shared by the maxima.
 
 use std::collections::HashMap;
 
-use super::dy0;
+use super::{conv, dy0};
 use crate::attrs;
 use crate::autodiff::ctx::VjpCtx;
 use crate::autodiff::registry::Registry;
@@ -691,21 +693,46 @@ fn average_pool(
 }
 
 /// The adjoint of summing every window: each output's value added back to every input position
-/// of its window (a reshape for tiling windows, else a ConvTranspose by ones).
+/// of its window. For tiling windows a reshape; otherwise the window sum is a depthwise Conv
+/// with a kernel of ones, and its adjoint is that Conv's data gradient in whichever form the
+/// convolution rule picks. At stride 1 that is a depthwise Conv over `v` (ONNX Runtime's CPU
+/// provider runs it blocked: 3.5–4× faster than the grouped ConvTranspose it replaces on
+/// Inception-style 3×3/1 pools); strided, under the CPU tuning, a zero spread and that Conv.
 fn window_sum_adjoint(ctx: &mut VjpCtx, v: &str, p: &Pool, dt: DataType) -> String {
     let c = p.xs[1];
     if p.tiles() {
         let u = ctx.b.unsqueeze(v, &[2]);
-        untile(ctx, &u, false, p)
-    } else {
-        let kk: usize = p.geo.kernel.iter().product::<i64>() as usize;
-        let mut wshape = vec![c, 1];
-        wshape.extend(p.geo.kernel.iter().map(|&v| v as usize));
-        let w = ctx
-            .b
-            .constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
-        spread(ctx, v, &w, c, p)
+        return untile(ctx, &u, false, p);
     }
+    let kk: usize = p.geo.kernel.iter().product::<i64>() as usize;
+    let mut wshape = vec![c, 1];
+    wshape.extend(p.geo.kernel.iter().map(|&v| v as usize));
+    let w = ctx
+        .b
+        .constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
+    // The convolution with exactly the pool's output count: the end pad that makes the last
+    // window end where it does (ceil_mode can take it past the padded input, and trailing
+    // positions no window reaches make it negative; those get no gradient).
+    let mut geo = p.geo.clone();
+    geo.auto_pad = "NOTSET".into();
+    geo.pads = (0..p.spatial())
+        .map(|i| {
+            let (s, k, d) = (p.geo.strides[i], p.geo.kernel[i], p.geo.dilations[i]);
+            let pb = p.pads[i].0;
+            let reach = s * (p.ys[2 + i] as i64 - 1) + (k - 1) * d + 1;
+            (pb, (reach - pb - p.xs[2 + i] as i64).max(0))
+        })
+        .collect();
+    let window_sum = conv::ConvAdjoint {
+        w: &w,
+        ws: &wshape,
+        geo: &geo,
+        group: c as i64,
+        xs: &p.xs,
+        ys: &p.ys,
+        dt,
+    };
+    conv::conv_data_gradient(ctx, v, &window_sum)
 }
 
 /// LpPool / GlobalLpPool: y = (Σ_window |x|^p)^(1/p), so
@@ -908,6 +935,56 @@ mod tests {
                     .named(&format!("2x2/2 ceil, include_pad {include}")),
             ]);
         }
+        // Eight channels: the window-sum adjoint takes the convolution rule's Conv forms
+        // (fewer channels keep ConvTranspose, as the cases above do).
+        let avg8 = |x: &[usize], k: &[i64], include: i64| {
+            pool("AveragePool", x, k)
+                .attr(attrs::int("count_include_pad", include))
+                .float_only()
+                .linear()
+        };
+        for tuning in [Tuning::Portable, Tuning::CpuFloat32] {
+            for include in [0, 1] {
+                cases.extend([
+                    avg8(&[1, 8, 7, 7], &[3, 3], include)
+                        .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                        .named(&format!("3x3/1 pad 1 (Inception), include_pad {include}"))
+                        .tuned(tuning),
+                    avg8(&[2, 8, 9, 8], &[3, 3], include)
+                        .attr(attrs::ints("strides", &[2, 2]))
+                        .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                        .named(&format!("3x3/2 pad 1, include_pad {include}"))
+                        .tuned(tuning),
+                    avg8(&[1, 8, 8, 7], &[3, 2], include)
+                        .attr(attrs::ints("strides", &[2, 1]))
+                        .attr(attrs::ints("pads", &[0, 1, 1, 0]))
+                        .attr(attrs::int("ceil_mode", 1))
+                        .named(&format!("ceil asymmetric, include_pad {include}"))
+                        .tuned(tuning),
+                    avg8(&[1, 8, 8, 8], &[3, 3], include)
+                        .attr(attrs::ints("strides", &[3, 3]))
+                        .named(&format!("3x3/3 leftover rows, include_pad {include}"))
+                        .tuned(tuning),
+                ]);
+            }
+            cases.push(
+                avg8(&[1, 8, 9, 9], &[3, 3], 0)
+                    .attr(attrs::ints("dilations", &[2, 2]))
+                    .attr(attrs::ints("strides", &[2, 1]))
+                    .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                    .opset(19)
+                    .named("dilation, 8 channels (opset 19)")
+                    .tuned(tuning),
+            );
+            cases.push(
+                pool("LpPool", &[1, 8, 7, 7], &[3, 3])
+                    .attr(attrs::ints("strides", &[2, 2]))
+                    .attr(attrs::ints("pads", &[1, 1, 1, 1]))
+                    .float_only()
+                    .named("p 2, 3x3/2 padded, 8 channels")
+                    .tuned(tuning),
+            );
+        }
         cases.push(
             pool("AveragePool", &[1, 2, 9], &[3])
                 .attr(attrs::ints("strides", &[2]))
@@ -966,6 +1043,43 @@ mod tests {
                 .float_only(),
         );
         run_cases(cases);
+    }
+
+    /// AveragePool's adjoint takes the convolution rule's forms: no grouped ConvTranspose of
+    /// the input's size at stride 1, and only the zero spread when strided under the CPU tuning.
+    #[test]
+    fn average_pool_adjoint_is_a_depthwise_conv() {
+        let conv_transposes = |strides: &[i64], tuning| {
+            let mut b = GraphBuilder::new(17);
+            let x = b.input("x", DataType::FLOAT, &[1, 16, 8, 8].map(Dim::Fixed));
+            let y = b.op(
+                "AveragePool",
+                &[&x],
+                vec![
+                    attrs::ints("kernel_shape", &[3, 3]),
+                    attrs::ints("strides", strides),
+                    attrs::ints("pads", &[1, 1, 1, 1]),
+                ],
+            );
+            b.output(&y, "y");
+            let g = vjp_wrt_inputs_tuned(&b.build().unwrap(), tuning)
+                .graph
+                .unwrap();
+            g.node
+                .iter()
+                .filter(|n| n.op_type == "ConvTranspose")
+                .map(|n| n.input[1].clone())
+                .collect::<Vec<_>>()
+        };
+        for tuning in [Tuning::Portable, Tuning::CpuFloat32] {
+            assert_eq!(conv_transposes(&[1, 1], tuning), Vec::<String>::new());
+        }
+        assert_eq!(conv_transposes(&[2, 2], Tuning::Portable).len(), 1);
+        let tuned = conv_transposes(&[2, 2], Tuning::CpuFloat32);
+        assert!(
+            tuned.len() == 1 && tuned[0].contains("spread_ones"),
+            "{tuned:?}"
+        );
     }
 
     /// 3-D pooling and kernels/strides that leave gaps or read one element per axis.
