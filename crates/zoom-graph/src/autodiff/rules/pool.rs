@@ -976,6 +976,18 @@ mod tests {
                     .named("dilation, 8 channels (opset 19)")
                     .tuned(tuning),
             );
+            cases.extend([
+                avg8(&[1, 8, 9], &[3], 0)
+                    .attr(attrs::ints("strides", &[2]))
+                    .attr(attrs::ints("pads", &[1, 1]))
+                    .named("1-D, 8 channels")
+                    .tuned(tuning),
+                avg8(&[1, 8, 5, 6, 5], &[2, 3, 2], 1)
+                    .attr(attrs::ints("strides", &[1, 2, 1]))
+                    .attr(attrs::ints("pads", &[0, 1, 1, 1, 1, 0]))
+                    .named("3-D, 8 channels")
+                    .tuned(tuning),
+            ]);
             cases.push(
                 pool("LpPool", &[1, 8, 7, 7], &[3, 3])
                     .attr(attrs::ints("strides", &[2, 2]))
