@@ -90,7 +90,6 @@ pub(super) fn conv_data_gradient(ctx: &mut VjpCtx, g: &str, c: &ConvAdjoint) -> 
         geo,
         group,
         xs,
-        ys,
         ..
     } = *c;
     let sp = xs.len() - 2;
@@ -137,30 +136,41 @@ pub(super) fn conv_data_gradient(ctx: &mut VjpCtx, g: &str, c: &ConvAdjoint) -> 
         // a spread by 1 would be a plain copy, so those keep ConvTranspose.)
         spread_depthwise(ctx, g, c, &pads)
     } else {
-        let mut out_pad = vec![];
-        for i in 0..sp {
+        transposed_conv(ctx, g, c)
+    }
+}
+
+/// dx as one ConvTranspose with the convolution's own weight and geometry, and
+/// `output_padding` for the rows of x the last window never reached.
+pub(super) fn transposed_conv(ctx: &mut VjpCtx, g: &str, c: &ConvAdjoint) -> String {
+    let ConvAdjoint {
+        w, geo, group, ys, ..
+    } = *c;
+    let xsp: Vec<i64> = c.xs[2..].iter().map(|&d| d as i64).collect();
+    let pads = geo.resolved_pads(&xsp);
+    let out_pad: Vec<i64> = (0..xsp.len())
+        .map(|i| {
             let o = ys[2 + i] as i64;
             let eff = (geo.kernel[i] - 1) * geo.dilations[i] + 1;
-            let reach = geo.strides[i] * (o - 1) + eff - pads[i].0 - pads[i].1;
-            out_pad.push(xsp[i] - reach);
-        }
-        let pads_v: Vec<i64> = pads
-            .iter()
-            .map(|p| p.0)
-            .chain(pads.iter().map(|p| p.1))
-            .collect();
-        let mut a = vec![
-            attrs::ints("strides", &geo.strides),
-            attrs::ints("dilations", &geo.dilations),
-            attrs::ints("pads", &pads_v),
-            attrs::int("group", group),
-            attrs::ints("kernel_shape", &geo.kernel),
-        ];
-        if out_pad.iter().any(|&p| p != 0) {
-            a.push(attrs::ints("output_padding", &out_pad));
-        }
-        ctx.b.op("ConvTranspose", &[g, w], a)
+            xsp[i] - (geo.strides[i] * (o - 1) + eff - pads[i].0 - pads[i].1)
+        })
+        .collect();
+    let pads_v: Vec<i64> = pads
+        .iter()
+        .map(|p| p.0)
+        .chain(pads.iter().map(|p| p.1))
+        .collect();
+    let mut a = vec![
+        attrs::ints("strides", &geo.strides),
+        attrs::ints("dilations", &geo.dilations),
+        attrs::ints("pads", &pads_v),
+        attrs::int("group", group),
+        attrs::ints("kernel_shape", &geo.kernel),
+    ];
+    if out_pad.iter().any(|&p| p != 0) {
+        a.push(attrs::ints("output_padding", &out_pad));
     }
+    ctx.b.op("ConvTranspose", &[g, w], a)
 }
 
 /// One input and one output channel per group: a depthwise convolution.

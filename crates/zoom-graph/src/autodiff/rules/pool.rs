@@ -77,6 +77,24 @@ impl Pool {
         self.xs.len() - 2
     }
 
+    /// The geometry of the convolution that reads the same windows: explicit pads, the end
+    /// pad making the last window end where it does (ceil_mode can take it past the padded
+    /// input; trailing positions no window reaches would make it negative, and get no
+    /// gradient: the convolution's data gradient leaves them to `output_padding`).
+    fn conv_geometry(&self) -> ConvGeometry {
+        let mut geo = self.geo.clone();
+        geo.auto_pad = "NOTSET".into();
+        geo.pads = (0..self.spatial())
+            .map(|i| {
+                let (s, k, d) = (geo.strides[i], geo.kernel[i], geo.dilations[i]);
+                let pb = self.pads[i].0;
+                let reach = s * (self.ys[2 + i] as i64 - 1) + (k - 1) * d + 1;
+                (pb, (reach - pb - self.xs[2 + i] as i64).max(0))
+            })
+            .collect();
+        geo
+    }
+
     /// Windows tile the input exactly: kernel = stride, no dilation, no padding.
     fn tiles(&self) -> bool {
         (0..self.spatial()).all(|i| {
@@ -85,41 +103,6 @@ impl Pool {
                 && self.pads[i] == (0, 0)
         })
     }
-}
-
-/// Spread `v` ([N, G·Kin, *o]) back to input positions with ConvTranspose(weight) (groups `group`),
-/// cropping or padding to the input's spatial size.
-fn spread(ctx: &mut VjpCtx, v: &str, weight: &str, group: usize, p: &Pool) -> String {
-    let sp = p.spatial();
-    let mut pads_b = vec![];
-    let mut pads_e = vec![];
-    let mut out_pad = vec![];
-    for i in 0..sp {
-        let (s, k, d) = (p.geo.strides[i], p.geo.kernel[i], p.geo.dilations[i]);
-        let full = s * (p.ys[2 + i] as i64 - 1) + (k - 1) * d + 1;
-        let pb = p.pads[i].0;
-        let pe = full - pb - p.xs[2 + i] as i64;
-        if pe >= 0 {
-            pads_b.push(pb);
-            pads_e.push(pe);
-            out_pad.push(0);
-        } else {
-            pads_b.push(pb);
-            pads_e.push(0);
-            out_pad.push(-pe);
-        }
-    }
-    let mut a = vec![
-        attrs::ints("strides", &p.geo.strides),
-        attrs::ints("dilations", &p.geo.dilations),
-        attrs::ints("pads", &[pads_b, pads_e].concat()),
-        attrs::int("group", group as i64),
-        attrs::ints("kernel_shape", &p.geo.kernel),
-    ];
-    if out_pad.iter().any(|&o| o != 0) {
-        a.push(attrs::ints("output_padding", &out_pad));
-    }
-    ctx.b.op("ConvTranspose", &[v, weight], a)
 }
 
 /// Tiling windows: `v` is [N, C, K, *o] (one slice per kernel position, row-major) or
@@ -610,8 +593,9 @@ fn unfold_max_pool(ctx: &mut VjpCtx, x: &str, g: &str, p: &Pool, dt: DataType) -
     let d = if p.tiles() {
         untile(ctx, &contrib, true, p)
     } else {
-        let mut s = vec![nn as i64, (c * kk) as i64];
-        s.extend(p.ys[2..].iter().map(|&d| d as i64));
+        let mut stacked_shape = vec![nn, c * kk];
+        stacked_shape.extend(&p.ys[2..]);
+        let s: Vec<i64> = stacked_shape.iter().map(|&d| d as i64).collect();
         let stacked = ctx.b.reshape(&contrib, &s);
         // One-hot kernels: channel c·K + t has a 1 at kernel position t.
         let mut w = vec![0.0; c * kk * kk];
@@ -623,7 +607,17 @@ fn unfold_max_pool(ctx: &mut VjpCtx, x: &str, g: &str, p: &Pool, dt: DataType) -
         let mut wshape = vec![c * kk, 1];
         wshape.extend(k.iter());
         let wt = ctx.b.constant_float("pool_onehot", dt, &wshape, &w);
-        spread(ctx, &stacked, &wt, c, p)
+        // The adjoint of the grouped Conv that unfolds the windows (K channels per group).
+        let unfold = conv::ConvAdjoint {
+            w: &wt,
+            ws: &wshape,
+            geo: &p.conv_geometry(),
+            group: c as i64,
+            xs: &p.xs,
+            ys: &stacked_shape,
+            dt,
+        };
+        conv::transposed_conv(ctx, &stacked, &unfold)
     };
     d
 }
@@ -710,19 +704,7 @@ fn window_sum_adjoint(ctx: &mut VjpCtx, v: &str, p: &Pool, dt: DataType) -> Stri
     let w = ctx
         .b
         .constant_float("pool_ones", dt, &wshape, &vec![1.0; c * kk]);
-    // The convolution with exactly the pool's output count: the end pad that makes the last
-    // window end where it does (ceil_mode can take it past the padded input, and trailing
-    // positions no window reaches make it negative; those get no gradient).
-    let mut geo = p.geo.clone();
-    geo.auto_pad = "NOTSET".into();
-    geo.pads = (0..p.spatial())
-        .map(|i| {
-            let (s, k, d) = (p.geo.strides[i], p.geo.kernel[i], p.geo.dilations[i]);
-            let pb = p.pads[i].0;
-            let reach = s * (p.ys[2 + i] as i64 - 1) + (k - 1) * d + 1;
-            (pb, (reach - pb - p.xs[2 + i] as i64).max(0))
-        })
-        .collect();
+    let geo = p.conv_geometry();
     let window_sum = conv::ConvAdjoint {
         w: &w,
         ws: &wshape,
