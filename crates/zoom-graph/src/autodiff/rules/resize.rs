@@ -361,22 +361,19 @@ fn resize(
     todo.sort_by(|&a, &b| (ys[b] as f64 / xs[b] as f64).total_cmp(&(ys[a] as f64 / xs[a] as f64)));
     let mut cur = g;
     let mut shape: Vec<usize> = ys.clone();
-    let mut taps = HashMap::new();
+    let mut forms = HashMap::new();
     for &a in &todo {
         let t = interp
             .taps(xs[a], ys[a], scale[a], roi[a])
             .ok_or_else(|| n.unsupported(format!("Resize variant {interp:?}")))?;
-        taps.insert(a, t);
+        forms.insert(a, AxisForm::of(&shape, a, xs[a], t, dt));
     }
     // A 2-D upsampling whose both axes are plain strided Convs (nearest's block sums stay as
     // they are): one Conv with the separable kernel, half the padding and layout conversions.
     if let [a0, a1] = todo[..] {
-        let block_copy = |a: usize| block_copy_factor(&taps[&a], xs[a]).is_some();
-        let plan = |a: usize| StridedPlan::new(&shape, a, xs[a], &taps[&a], dt);
-        let plans = (!block_copy(a0) && !block_copy(a1)).then(|| (plan(a0), plan(a1)));
-        if let Some((Some(p0), Some(p1))) = plans {
+        if let (AxisForm::Strided(p0), AxisForm::Strided(p1)) = (&forms[&a0], &forms[&a1]) {
             if p0.is_pure() && p1.is_pure() {
-                let mut plans = [(a0, &p0), (a1, &p1)];
+                let mut plans = [(a0, p0), (a1, p1)];
                 plans.sort_by_key(|(a, _)| *a);
                 todo.clear();
                 cur = conv_along(ctx, &cur, shape[1], &plans, dt);
@@ -384,46 +381,70 @@ fn resize(
         }
     }
     for a in todo {
-        cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &taps[&a], dt);
+        cur = transpose_axis(ctx, &cur, &mut shape, a, xs[a], &forms[&a], dt);
     }
     let mut out = vec![None; n.input.len()];
     out[0] = Some(cur);
     Ok(out)
 }
 
-/// The factor f of an upsampling that copies each input element to f consecutive outputs
-/// (nearest, integer factor), whose transpose is a block sum.
-fn block_copy_factor(taps: &[Vec<(usize, f64)>], in_len: usize) -> Option<usize> {
-    let out_len = taps.len();
-    let f = out_len / in_len;
-    let copies = |(o, t): (usize, &Vec<(usize, f64)>)| t.len() == 1 && t[0] == (o / f, 1.0);
-    (out_len.is_multiple_of(in_len) && taps.iter().enumerate().all(copies)).then_some(f)
+/// How one axis's transposed interpolation is built, decided once from its taps.
+enum AxisForm {
+    /// Nearest upsampling by an integer factor f, each input copied to f consecutive outputs:
+    /// the transpose is a block sum.
+    BlockSum(usize),
+    /// Periodic taps: a strided depthwise Conv (see [`StridedPlan`]).
+    Strided(StridedPlan),
+    /// Anything else, from its taps (out → in): a dense matrix, or a gather of each input's
+    /// readers.
+    General(Vec<Vec<(usize, f64)>>),
 }
 
-/// Apply the transpose of the per-axis interpolation `taps` (out → in) along `axis`.
+impl AxisForm {
+    fn of(
+        shape: &[usize],
+        axis: usize,
+        in_len: usize,
+        taps: Vec<Vec<(usize, f64)>>,
+        dt: DataType,
+    ) -> Self {
+        let out_len = taps.len();
+        let f = out_len.checked_div(in_len).unwrap_or(0).max(1);
+        let copies = |(o, t): (usize, &Vec<(usize, f64)>)| t.len() == 1 && t[0] == (o / f, 1.0);
+        if in_len > 0 && out_len.is_multiple_of(in_len) && taps.iter().enumerate().all(copies) {
+            return AxisForm::BlockSum(f);
+        }
+        match StridedPlan::new(shape, axis, in_len, &taps, dt) {
+            Some(plan) => AxisForm::Strided(plan),
+            None => AxisForm::General(taps),
+        }
+    }
+}
+
+/// Apply the transpose of one axis's interpolation along `axis`, in the form chosen for it.
 fn transpose_axis(
     ctx: &mut VjpCtx,
     g: &str,
     shape: &mut [usize],
     axis: usize,
     in_len: usize,
-    taps: &[Vec<(usize, f64)>],
+    form: &AxisForm,
     dt: DataType,
 ) -> String {
     let r = shape.len();
+    let taps = match form {
+        AxisForm::BlockSum(f) => {
+            let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            s[axis] = in_len as i64;
+            s.insert(axis + 1, *f as i64);
+            let t = ctx.b.reshape(g, &s);
+            shape[axis] = in_len;
+            return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
+        }
+        AxisForm::Strided(plan) => return strided_conv(ctx, g, shape, axis, plan, dt),
+        AxisForm::General(taps) => taps,
+    };
     let out_len = taps.len();
-    // Integer-factor block copy (nearest upsampling): transpose = block sum.
-    if let Some(f) = block_copy_factor(taps, in_len) {
-        let mut s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        s[axis] = in_len as i64;
-        s.insert(axis + 1, f as i64);
-        let t = ctx.b.reshape(g, &s);
-        shape[axis] = in_len;
-        return ctx.b.reduce("ReduceSum", &t, &[axis as i64 + 1], false);
-    }
-    if let Some(plan) = StridedPlan::new(shape, axis, in_len, taps, dt) {
-        return strided_conv(ctx, g, shape, axis, &plan, dt);
-    }
     // Moderate sizes: a dense interpolation matrix and one MatMul (fast GEMM kernels) beat a
     // gather of scattered elements.
     if in_len * out_len <= DENSE_LIMIT {
