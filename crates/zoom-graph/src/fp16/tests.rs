@@ -918,9 +918,9 @@ fn the_checks_catch_type_errors() {
 
 /// The operators added for exported transformers and spatial transformers (LRN,
 /// GroupNormalization, Einsum, RotaryEmbedding, Attention, AffineGrid, GridSample) and their
-/// VJP: the float16
-/// conversion must keep the graphs well typed and, where ONNX Runtime's CPU provider has the
-/// kernels, close to float32 (random weights; smooth, so the tight gradient tolerance).
+/// VJP: the float16 conversion must keep the graphs well typed and, where ONNX Runtime's CPU
+/// provider has the kernels, close to float32 (random weights; smooth, so the tight gradient
+/// tolerance).
 #[test]
 fn newer_operators_and_their_vjps_convert() {
     let m = build(23, |b| {

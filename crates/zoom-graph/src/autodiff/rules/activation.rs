@@ -195,7 +195,7 @@ fn activation(
             let d = ctx.mask(&inside, &g, dt);
             return grads(vec![ctx.b.mul(&d, &a)]);
         }
-        "HardSwish" if blocked_after_conv(ctx, x)? => blocked_hard_swish_slope(ctx, x),
+        "HardSwish" if blocked_after_conv(ctx, x)? => blocked_hard_swish_slope(ctx, x)?,
         "HardSwish" => {
             // x·h(x) with h = HardSigmoid(x; ⅙, ½): the slope is h + x/6 on (−3, 3), where h is
             // not clamped, and h (0 or 1) outside. As h + (x/6)·𝟙(−3 < x < 3) it needs no
@@ -338,8 +338,8 @@ fn blocked_after_conv(ctx: &VjpCtx, x: &str) -> Result<bool> {
 /// x + 3 and x − 3 are exact near the bounds, and 2¹⁰⁰·2¹⁰⁰ lifts their smallest nonzero value
 /// past 1), and each ½-weighted step a 1×1 Conv whose sum with the rest ONNX Runtime fuses into
 /// it. Six blocked passes against about seven plain ones plus the conversions around them.
-fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> String {
-    let c = ctx.shape(x).map(|s| s[1]).unwrap_or(1);
+fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> Result<String> {
+    let c = ctx.shape(x)?[1];
     let line = per_channel_conv(
         ctx,
         x,
@@ -366,7 +366,7 @@ fn blocked_hard_swish_slope(ctx: &mut VjpCtx, x: &str) -> String {
         let jump = per_channel_conv(ctx, &step, c, ("hard_swish_jump_w", weight), None);
         slope = ctx.b.add(&jump, &slope);
     }
-    slope
+    Ok(slope)
 }
 
 /// 2¹⁰⁰: scales any nonzero float32 difference past 1 (2⁻¹⁴⁹·2²⁰⁰) without overflowing a
